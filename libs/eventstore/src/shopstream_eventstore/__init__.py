@@ -1,0 +1,28 @@
+"""One async event-store interface and its adapters (SQLite, PostgreSQL, KurrentDB)."""
+
+from .errors import DuplicateEventId, EventStoreError, StoreUnavailable, WrongExpectedVersion
+from .model import (
+    AppendRequest,
+    AppendResult,
+    EventMetadata,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamState,
+)
+from .store import EventStore
+
+__all__ = [
+    "AppendRequest",
+    "AppendResult",
+    "DuplicateEventId",
+    "EventMetadata",
+    "EventStore",
+    "EventStoreError",
+    "ExpectedVersion",
+    "NewEvent",
+    "RecordedEvent",
+    "StoreUnavailable",
+    "StreamState",
+    "WrongExpectedVersion",
+]

@@ -1,0 +1,61 @@
+"""The one event-store interface. Every adapter passes the same conformance suite
+(``libs/eventstore/tests/conformance``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from .model import AppendRequest, AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamState
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        """Append atomically. Raises ``WrongExpectedVersion`` when the stream is elsewhere.
+
+        Idempotent by event id: if every event id is already in this stream (a retry of an append
+        that succeeded), nothing is written and the result has ``duplicate=True`` whatever the
+        expected version. Any other overlap raises ``DuplicateEventId``.
+        """
+        ...
+
+    async def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """Several appends in one transaction: all are written or none (a conflict in any raises)."""
+        ...
+
+    async def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
+        """The stream's events from ``from_version`` on; an empty list for a missing stream."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int | None:
+        """The version of the stream's last event, None when the stream does not exist."""
+        ...
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events with a global position greater than ``after_position``, in commit order."""
+        ...
+
+    async def head_position(self) -> int:
+        """The highest committed global position (0 for an empty store)."""
+        ...
+
+    def subscribe(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RecordedEvent]]:
+        """Catch up from ``after_position`` then follow live appends, in batches, forever.
+
+        Never skips and never repeats an event: each batch continues exactly after the previous one.
+        """
+        ...
+
+    async def get_checkpoint(self, name: str) -> int:
+        """A durable position kept under ``name`` (0 when never saved)."""
+        ...
+
+    async def save_checkpoint(self, name: str, position: int) -> None: ...
+
+    async def close(self) -> None: ...
