@@ -1,0 +1,1 @@
+"""Public events of the catalog service, one module per major version."""

@@ -1,0 +1,1 @@
+"""Public events of the chat service, one module per major version."""

@@ -1,0 +1,1 @@
+"""Public events of the commission service, one module per major version."""

@@ -1,0 +1,1 @@
+"""Public events of the live service, one module per major version."""

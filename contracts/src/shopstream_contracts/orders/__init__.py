@@ -1,0 +1,1 @@
+"""Public events of the orders service, one module per major version."""

@@ -1,0 +1,215 @@
+"""The inbox: Kafka ⇒ the service's own event store, exactly once in effect.
+
+Each received integration event is appended to the local store under its ``ce_id`` (the store
+drops an id it already holds), and the Kafka offset is committed only after that append is
+durable: a crash re-delivers, the store deduplicates. Projections and policies then read only
+the local store, so a service's whole state can be rebuilt from it alone.
+
+A message that cannot be decoded or is not a known contract event goes to the dead-letter
+topic with the reason in its headers, and the batch goes on: one bad message never blocks a
+partition. Only the store being unavailable stops progress, and then the batch is redelivered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from faststream.confluent import KafkaBroker
+from faststream.confluent.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from shopstream_contracts.errors import ContractError
+from shopstream_contracts.registry import Registry
+from shopstream_contracts.topics import DEADLETTER_TOPIC
+from shopstream_eventstore import (
+    AppendRequest,
+    DuplicateEventId,
+    EventMetadata,
+    EventStore,
+    NewEvent,
+    StreamState,
+)
+from shopstream_observability import get_logger
+from shopstream_observability.metrics import DEAD_LETTERS, INBOX_RECEIVED
+
+from .cloudevents import CloudEvent, UndecodableMessage, decode
+from .kafka import BatchProducer, OutgoingMessage
+
+log = get_logger(__name__)
+
+
+class Rejected(Exception):
+    """A decoded CloudEvent that this service must not store (unknown type, invalid data)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+Accept = Callable[[CloudEvent], None]
+"""Raises ``Rejected`` for an event that is not a valid contract event."""
+
+
+class RawMessage(Protocol):
+    """The parts of a Kafka message the inbox reads (confluent-kafka's ``Message`` has them)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> Any: ...
+
+
+def contract_acceptor(registry: Registry) -> Accept:
+    """Accept exactly the events the published contract can decode (upcasting included).
+
+    The event is stored as received, at its own version: readers upcast on read, so history
+    keeps what was actually said."""
+
+    def accept(event: CloudEvent) -> None:
+        try:
+            registry.decode(event.type, event.dataversion, event.data)
+        except ContractError as exc:
+            raise Rejected(str(exc)) from None
+
+    return accept
+
+
+def inbox_stream(topic: str, key: str) -> str:
+    return f"inbox:{topic}:{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    message: RawMessage
+    request: AppendRequest
+
+
+class Inbox:
+    def __init__(
+        self,
+        store: EventStore,
+        accept: Accept,
+        dead_letters: BatchProducer,
+        *,
+        service: str,
+        consumer_group: str,
+        dead_letter_topic: str = DEADLETTER_TOPIC,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._accept = accept
+        self._dead_letters = dead_letters
+        self._service = service
+        self._group = consumer_group
+        self._dlq = dead_letter_topic
+        self._clock = clock
+
+    async def handle(self, messages: Sequence[RawMessage]) -> None:
+        """Store a batch durably (or dead-letter its bad messages). Returning means the batch's
+        offsets may be committed; raising means none of it may be."""
+        received: list[_Received] = []
+        rejected: list[tuple[RawMessage, str]] = []
+        for message in messages:
+            try:
+                received.append(_Received(message, self._to_append(message)))
+            except (UndecodableMessage, Rejected) as exc:
+                rejected.append((message, str(exc)))
+        refused = await self._append(received) if received else []
+        if rejected or refused:
+            await self._dead_letter(rejected + refused)
+        INBOX_RECEIVED.labels(self._service, "stored").inc(len(received) - len(refused))
+        INBOX_RECEIVED.labels(self._service, "dead_lettered").inc(len(rejected) + len(refused))
+
+    def _to_append(self, message: RawMessage) -> AppendRequest:
+        event = decode(message.key(), message.value(), message.headers() or [])
+        self._accept(event)
+        try:
+            event_id = uuid.UUID(event.id)
+        except ValueError:
+            raise Rejected(f"ce_id {event.id!r} is not a UUID") from None
+        extra = {"source": event.source, "topic": message.topic() or ""}
+        new = NewEvent(
+            event_id=event_id,
+            type=event.type,
+            data=event.data,
+            data_version=event.dataversion,
+            metadata=EventMetadata(
+                occurred_at=event.time,
+                correlation_id=event.correlationid,
+                causation_id=event.causationid,
+                extra=extra,
+            ),
+        )
+        return AppendRequest(inbox_stream(message.topic() or "", event.key), [new], StreamState.ANY)
+
+    async def _append(self, received: list[_Received]) -> list[tuple[RawMessage, str]]:
+        try:
+            await self._store.append_many([r.request for r in received])
+            return []
+        except DuplicateEventId:
+            pass
+        # Rare: an id we hold under another stream. Find the offenders one by one so the rest
+        # of the batch is still stored.
+        rejected = []
+        for item in received:
+            try:
+                await self._store.append_many([item.request])
+            except DuplicateEventId as exc:
+                rejected.append((item.message, str(exc)))
+        return rejected
+
+    async def _dead_letter(self, rejected: list[tuple[RawMessage, str]]) -> None:
+        failed_at = self._clock().isoformat().encode()
+        letters = []
+        for message, reason in rejected:
+            source_topic = message.topic() or ""
+            log.warning("inbox.dead_letter", topic=source_topic, offset=message.offset(), reason=reason)
+            DEAD_LETTERS.labels(self._service, source_topic, reason.split(":")[0][:60]).inc()
+            headers = [
+                *(message.headers() or []),
+                ("dl_reason", reason.encode()),
+                ("dl_consumer", self._group.encode()),
+                ("dl_topic", source_topic.encode()),
+                ("dl_partition", str(message.partition()).encode()),
+                ("dl_offset", str(message.offset()).encode()),
+                ("dl_time", failed_at),
+            ]
+            letters.append(OutgoingMessage(self._dlq, message.key() or b"", message.value() or b"", headers))
+        await self._dead_letters.send(letters)
+
+
+def subscribe_inbox(
+    broker: KafkaBroker,
+    inbox: Inbox,
+    topics: Sequence[str],
+    *,
+    group_id: str,
+    max_records: int = 1000,
+) -> Any:
+    """Attach the inbox to a FastStream broker as a batch subscriber that acknowledges (commits)
+    only after the batch is stored, and rewinds (nack) when storing failed."""
+
+    async def on_batch(msg: KafkaMessage) -> None:
+        raw = msg.raw_message
+        await inbox.handle(raw if isinstance(raw, tuple) else (raw,))
+
+    return broker.subscriber(
+        *topics,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # The inbox decodes the CloudEvent itself; FastStream must not reject a malformed body
+        # before the inbox can dead-letter it.
+        decoder=_raw_body,
+    )(on_batch)
+
+
+async def _raw_body(msg: Any) -> Any:
+    return msg.body

@@ -1,0 +1,82 @@
+"""The outbox relay: tails the service's own event store and publishes its public events.
+
+The store is the outbox. The relay reads from a durable checkpoint, turns each internal event
+into its public CloudEvent (or nothing), produces the batch and moves the checkpoint only once
+Kafka acknowledged all of it. A crash or an outage therefore republishes at most the batch in
+flight (at-least-once; consumers dedup by ``ce_id``), and never reorders a key: a failed batch
+is sent again whole, in store order, before anything after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from shopstream_eventstore import EventStore, RecordedEvent
+from shopstream_observability import get_logger
+from shopstream_observability.metrics import RELAY_LAG, RELAY_PUBLISHED
+
+from .cloudevents import CloudEvent, encode
+from .kafka import BatchProducer, DeliveryFailed, OutgoingMessage
+
+Publication = tuple[str, CloudEvent]
+"""A public event and the topic it goes to."""
+
+ToPublic = Callable[[RecordedEvent], Publication | None]
+"""A service's publishing rule: internal event ⇒ public event, or None for internal-only events."""
+
+log = get_logger(__name__)
+
+
+class Relay:
+    def __init__(
+        self,
+        store: EventStore,
+        producer: BatchProducer,
+        to_public: ToPublic,
+        *,
+        service: str,
+        checkpoint: str = "relay",
+        batch_size: int = 2000,
+        retry_backoff: tuple[float, float] = (0.2, 5.0),
+    ) -> None:
+        self._store = store
+        self._producer = producer
+        self._to_public = to_public
+        self._service = service
+        self._checkpoint = checkpoint
+        self._batch_size = batch_size
+        self._backoff = retry_backoff
+        self.published_position = 0
+
+    async def run(self) -> None:
+        """Publish forever (until cancelled)."""
+        self.published_position = await self._store.get_checkpoint(self._checkpoint)
+        log.info("relay.started", checkpoint=self.published_position)
+        async for batch in self._store.subscribe(self.published_position, self._batch_size):
+            outgoing = [p for p in map(self._to_public, batch) if p is not None]
+            if outgoing:
+                await self._publish(outgoing)
+            self.published_position = batch[-1].position
+            await self._store.save_checkpoint(self._checkpoint, self.published_position)
+            head = await self._store.head_position()
+            RELAY_LAG.labels(self._service).set(head - self.published_position)
+
+    async def _publish(self, publications: Sequence[Publication]) -> None:
+        messages = []
+        for topic, event in publications:
+            key, value, headers = encode(event)
+            messages.append(OutgoingMessage(topic, key, value, headers))
+        delay = self._backoff[0]
+        while True:
+            try:
+                await self._producer.send(messages)
+            except DeliveryFailed as exc:
+                log.warning("relay.delivery_failed", error=str(exc), retry_in=delay, batch=len(messages))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff[1])
+                continue
+            for topic, count in Counter(topic for topic, _ in publications).items():
+                RELAY_PUBLISHED.labels(self._service, topic).inc(count)
+            return
