@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+
 from shopstream_contracts import DEADLETTER_TOPIC
 from shopstream_eventstore import AppendRequest, EventStore
 from shopstream_eventstore.sqlite import SqliteEventStore
 from shopstream_infra import KafkaNode, create_topics
 from shopstream_messaging.cloudevents import CloudEvent, encode
+from shopstream_messaging.inbox import INBOX_PREFIX
+from shopstream_messaging.reconcile import compare, read_everything
 from shopstream_testing.contract_events import contract_event, order_events
-from shopstream_testing.delivery import compare, read_everything
 from shopstream_testing.plugin import KafkaNodeFactory
 from shopstream_testing.processes import ChildProcess, child_processes
 from shopstream_testing.topics import group_lag, read_topic
@@ -88,7 +90,7 @@ async def fill(store: EventStore, count: int, keys: int, *, first: int = 0) -> N
 async def inbox_count(path: Path) -> int:
     store = await SqliteEventStore.open(path)
     try:
-        return sum(1 for e in await read_everything(store) if e.stream_id.startswith("inbox:"))
+        return sum(1 for e in await read_everything(store) if e.stream_id.startswith(INBOX_PREFIX))
     finally:
         await store.close()
 

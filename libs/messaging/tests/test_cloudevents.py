@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from shopstream_messaging.cloudevents import CloudEvent, UndecodableMessage, decode, encode
 
 pytestmark = pytest.mark.unit

@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from shopstream_contracts import REGISTRY
 from shopstream_eventstore import AppendRequest, EventStore
 from shopstream_eventstore.sqlite import SqliteEventStore
 from shopstream_infra import create_topics
 from shopstream_messaging.pipeline import run_inbox, run_relay
+from shopstream_messaging.reconcile import compare, read_everything
 from shopstream_testing.contract_events import order_events
-from shopstream_testing.delivery import compare, read_everything
+from shopstream_testing.plugin import KafkaNodeFactory
 from shopstream_testing.waiting import wait_until_async
 
 pytestmark = pytest.mark.integration
@@ -40,9 +42,10 @@ async def running(*jobs: object) -> AsyncIterator[None]:
 
 
 async def test_ten_thousand_events_arrive_exactly_once_in_key_order(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_node_factory: KafkaNodeFactory, tmp_path: Path
 ) -> None:
-    topic_group = f"commission-{tmp_path.name}"
+    # A node of its own: the contract topic must hold only this test's events.
+    kafka_bootstrap = kafka_node_factory().bootstrap_servers
     create_topics(kafka_bootstrap, [ORDERS], partitions=6)
     source = await SqliteEventStore.open(tmp_path / "orders.sqlite")
     target = await SqliteEventStore.open(tmp_path / "commission.sqlite")
@@ -50,7 +53,7 @@ async def test_ten_thousand_events_arrive_exactly_once_in_key_order(
     sent = await read_everything(source)
     async with running(
         run_relay(source, kafka_bootstrap, "orders", REGISTRY),
-        run_inbox(target, kafka_bootstrap, "commission", REGISTRY, [ORDERS], group_id=topic_group),
+        run_inbox(target, kafka_bootstrap, "commission", REGISTRY, [ORDERS], group_id="commission"),
     ):
         await wait_until_async(
             lambda: _count(target, len(sent)),

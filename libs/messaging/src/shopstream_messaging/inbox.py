@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from confluent_kafka import Consumer as ConfluentConsumer
+from confluent_kafka import Message, TopicPartition
 from faststream.confluent import KafkaBroker
-from faststream.confluent.annotations import KafkaMessage
+from faststream.confluent.annotations import Consumer, KafkaMessage
 from faststream.middlewares import AckPolicy
+
 from shopstream_contracts.errors import ContractError
 from shopstream_contracts.registry import Registry
 from shopstream_contracts.topics import DEADLETTER_TOPIC
@@ -33,7 +36,7 @@ from shopstream_eventstore import (
     StreamState,
 )
 from shopstream_observability import get_logger
-from shopstream_observability.metrics import DEAD_LETTERS, INBOX_RECEIVED
+from shopstream_observability.metrics import CONSUMER_LAG, DEAD_LETTERS, INBOX_RECEIVED
 
 from .cloudevents import CloudEvent, UndecodableMessage, decode
 from .kafka import BatchProducer, OutgoingMessage
@@ -79,8 +82,13 @@ def contract_acceptor(registry: Registry) -> Accept:
     return accept
 
 
+INBOX_PREFIX = "inbox:"
+
+
 def inbox_stream(topic: str, key: str) -> str:
-    return f"inbox:{topic}:{key}"
+    """Received events live in streams of their own, per topic and key, apart from the service's
+    own aggregates."""
+    return f"{INBOX_PREFIX}{topic}:{key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +109,10 @@ class Inbox:
         dead_letter_topic: str = DEADLETTER_TOPIC,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.service = service
         self._store = store
         self._accept = accept
         self._dead_letters = dead_letters
-        self._service = service
         self._group = consumer_group
         self._dlq = dead_letter_topic
         self._clock = clock
@@ -122,8 +130,8 @@ class Inbox:
         refused = await self._append(received) if received else []
         if rejected or refused:
             await self._dead_letter(rejected + refused)
-        INBOX_RECEIVED.labels(self._service, "stored").inc(len(received) - len(refused))
-        INBOX_RECEIVED.labels(self._service, "dead_lettered").inc(len(rejected) + len(refused))
+        INBOX_RECEIVED.labels(self.service, "stored").inc(len(received) - len(refused))
+        INBOX_RECEIVED.labels(self.service, "dead_lettered").inc(len(rejected) + len(refused))
 
     def _to_append(self, message: RawMessage) -> AppendRequest:
         event = decode(message.key(), message.value(), message.headers() or [])
@@ -169,7 +177,7 @@ class Inbox:
         for message, reason in rejected:
             source_topic = message.topic() or ""
             log.warning("inbox.dead_letter", topic=source_topic, offset=message.offset(), reason=reason)
-            DEAD_LETTERS.labels(self._service, source_topic, reason.split(":")[0][:60]).inc()
+            DEAD_LETTERS.labels(self.service, source_topic, reason.split(":")[0][:60]).inc()
             headers = [
                 *(message.headers() or []),
                 ("dl_reason", reason.encode()),
@@ -194,9 +202,11 @@ def subscribe_inbox(
     """Attach the inbox to a FastStream broker as a batch subscriber that acknowledges (commits)
     only after the batch is stored, and rewinds (nack) when storing failed."""
 
-    async def on_batch(msg: KafkaMessage) -> None:
+    async def on_batch(msg: KafkaMessage, consumer: Consumer) -> None:
         raw = msg.raw_message
-        await inbox.handle(raw if isinstance(raw, tuple) else (raw,))
+        batch = raw if isinstance(raw, tuple) else (raw,)
+        await inbox.handle(batch)
+        _report_lag(inbox.service, consumer.consumer, batch)
 
     return broker.subscriber(
         *topics,
@@ -213,3 +223,17 @@ def subscribe_inbox(
 
 async def _raw_body(msg: Any) -> Any:
     return msg.body
+
+
+def _report_lag(service: str, consumer: ConfluentConsumer, batch: Sequence[Message]) -> None:
+    """Lag per partition after this batch, from the high watermark the client already holds
+    (``cached=True``: no broker round trip on the hot path)."""
+    last: dict[tuple[str, int], int] = {}
+    for message in batch:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is not None and partition is not None and offset is not None:
+            last[(topic, partition)] = offset
+    for (topic, partition), offset in last.items():
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        if high >= 0:
+            CONSUMER_LAG.labels(service, topic, str(partition)).set(max(high - offset - 1, 0))

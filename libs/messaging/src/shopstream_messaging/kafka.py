@@ -9,6 +9,7 @@ on one future per message would cost more than the produce itself at relay rates
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
         "batch.num.messages": 10000,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 200000,
+        # librdkafka's own lines go through Python logging, so they come out as JSON like ours.
+        "logger": logging.getLogger("shopstream.kafka"),
     }
     config.update(overrides)
     return config

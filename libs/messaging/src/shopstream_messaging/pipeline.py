@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from faststream.confluent import KafkaBroker
+
 from shopstream_contracts import Registry
 from shopstream_eventstore import EventStore
 
@@ -52,7 +53,12 @@ async def run_inbox(
     )
     inbox = Inbox(store, contract_acceptor(registry), dead_letters, service=service, consumer_group=group)
     # Per-message "Received/Processed" lines go to DEBUG: at inbox rates they would drown the log.
-    broker = KafkaBroker(bootstrap_servers, client_id=f"{service}-inbox", log_level=logging.DEBUG)
+    broker = KafkaBroker(
+        bootstrap_servers,
+        client_id=f"{service}-inbox",
+        log_level=logging.DEBUG,
+        logger=logging.getLogger("shopstream.faststream"),
+    )
     subscribe_inbox(broker, inbox, topics, group_id=group, max_records=max_records)
     await broker.start()
     if started is not None:
