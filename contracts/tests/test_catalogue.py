@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 import pytest
 from pydantic import AwareDatetime, BaseModel
+
 from shopstream_contracts import REGISTRY, Event
 from shopstream_contracts.catalogue import SERVICE_MODULES
 from shopstream_contracts.generate import event_schema

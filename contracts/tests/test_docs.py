@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from shopstream_contracts import DEADLETTER_HEADERS, DEADLETTER_TOPIC, REGISTRY
 
 pytestmark = pytest.mark.unit

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+
 from shopstream_contracts import DEADLETTER_HEADERS, DEADLETTER_TOPIC, REGISTRY, _yaml
 from shopstream_contracts.generate import (
     ASYNCAPI_PATH,

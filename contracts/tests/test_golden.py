@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+
 from shopstream_contracts import REGISTRY
 
 pytestmark = pytest.mark.unit

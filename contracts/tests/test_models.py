@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from shopstream_contracts import InvalidEventData, Money
 from shopstream_contracts.live.v1 import LiveScheduled
 from shopstream_contracts.orders.v1 import OrderPlaced

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from shopstream_contracts import REGISTRY
 from shopstream_messaging.cloudevents import CloudEvent, encode
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 from pydantic import Field
+
 from shopstream_contracts import (
     Event,
     EventContract,

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
 from shopstream_eventstore import EventStore
 
 StoreFactory = Callable[[], Awaitable[EventStore]]

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from shopstream_eventstore import (
     AppendRequest,
     DuplicateEventId,

@@ -18,7 +18,7 @@ RELAY_LAG = Gauge(
     "shopstream_relay_lag_events", "Store head position minus the relay's checkpoint", ["service"]
 )
 INBOX_RECEIVED = Counter(
-    "shopstream_inbox_received_total", "Kafka messages handled by the inbox", ["service", "topic", "outcome"]
+    "shopstream_inbox_received_total", "Kafka messages handled by the inbox", ["service", "outcome"]
 )
 CONSUMER_LAG = Gauge(
     "shopstream_consumer_lag_messages",
