@@ -41,6 +41,7 @@ test: setup
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy $(MYPY_PATHS)
+	$(RUN) python -m shopstream_contracts.generate --check
 	$(RUN) pytest
 
 demo: setup
