@@ -39,3 +39,11 @@ BATCH_SECONDS = Histogram(
     ["service", "stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+POLICY_LAG = Gauge(
+    "shopstream_policy_lag_events", "Store head position minus the policy's checkpoint", ["service", "policy"]
+)
+PROCESSING_FAILURES = Counter(
+    "shopstream_processing_failures_total",
+    "Batches a projection or policy failed to apply (retried with backoff, never skipped)",
+    ["service", "runner"],
+)

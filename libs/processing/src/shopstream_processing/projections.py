@@ -1,0 +1,425 @@
+"""Projections: read models built from the local event store, rebuildable from position 0.
+
+Tables live in *generations*. A projection's rows are in physical tables named
+``<table>__g<generation>``; readers query the stable name ``<table>``, a view over the serving
+generation. The runner applies each subscription batch to the serving generation and advances
+that generation's checkpoint in the same transaction, so every event takes effect exactly once.
+
+A rebuild fills a fresh generation from position 0 while the serving one keeps serving (and,
+at the same version, keeps following the store). Once the new generation has caught up, one
+transaction drops the views, recreates them over the new tables and drops the old tables: a
+reader sees the old complete generation or the new complete one, never an empty or partial
+table. Views rather than ``ALTER TABLE ... RENAME`` because (1) physical names never change, so
+the writer always targets exactly the generation it read the checkpoint of, and a stale writer
+fails instead of writing into the swapped-in tables; (2) index names stay unique per schema
+without renaming them too; (3) DROP/CREATE VIEW is transactional DDL on both SQLite and
+PostgreSQL, and both inline a plain ``SELECT *`` view, so reading through it costs nothing.
+One PostgreSQL caveat: a REPEATABLE READ transaction whose snapshot predates a swap finds the
+new tables empty (DDL is not MVCC-safe); readers should query per statement (READ COMMITTED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from shopstream_eventstore import EventStore, RecordedEvent
+from shopstream_observability import get_logger
+from shopstream_observability.metrics import BATCH_SECONDS, PROJECTION_LAG
+
+from .checksum import Checksum, digest_tables
+from .readmodel import REGISTRY_TABLE, ReadModelDb, RowCountMismatch, Statement
+from .supervision import Backoff, EventProcessingFailed, Progress, Supervisor
+
+log = get_logger(__name__)
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One table of a projection, in portable SQL (types both backends accept: text, integer,
+    bigint, boolean...)."""
+
+    name: str
+    """The stable name readers query."""
+    columns: str
+    """Column definitions and table constraints, e.g. ``sku text PRIMARY KEY, on_hand bigint NOT NULL``."""
+    indexes: tuple[str, ...] = ()
+    """Column lists, one secondary index each, e.g. ``("live_id, created_at",)``."""
+
+
+TableNames = Mapping[str, str]
+"""Stable table name ⇒ physical table of the generation being written."""
+
+
+class Projection(Protocol):
+    """A read model: ``apply`` folds events into its tables.
+
+    ``apply`` must be deterministic and must give the same rows whether events come in one
+    batch or several (the runner splits batches differently live and during a rebuild). Bump
+    ``version`` whenever ``tables`` or ``apply`` change meaning: the runner then rebuilds.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def tables(self) -> Sequence[Table]: ...
+
+    def apply(self, events: Sequence[RecordedEvent], tables: TableNames) -> Sequence[Statement]:
+        """The statements that fold ``events`` into the tables; events it ignores yield none."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildResult:
+    generation: int
+    position: int
+    """The checkpoint at which the new generation started serving."""
+    previous: Checksum | None
+    """With ``verify``: the replaced generation at the same position (same version only)."""
+    rebuilt: Checksum | None
+
+
+class CheckpointMoved(Exception):
+    """The generation's checkpoint is not where this runner last left it: another runner (or an
+    apply whose outcome this one never learnt) wrote it. The runner reloads and carries on."""
+
+    def __init__(self, projection: str, generation: int, expected: int) -> None:
+        super().__init__(f"projection {projection} generation {generation}: checkpoint left {expected}")
+
+
+@dataclass(slots=True)
+class _Generation:
+    number: int
+    version: int
+    tables: dict[str, str]
+    position: int
+    serving: bool
+
+
+def _generation(
+    number: int, version: int, tables: Sequence[str], position: int, serving: bool
+) -> _Generation:
+    return _Generation(number, version, {t: f"{t}__g{number}" for t in tables}, position, serving)
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        store: EventStore,
+        db: ReadModelDb,
+        projection: Projection,
+        *,
+        service: str,
+        batch_size: int = 500,
+        backoff: Backoff | None = None,
+    ) -> None:
+        for table in projection.tables:
+            # Table names go into SQL text (and grow by a generation suffix): keep them plain.
+            if not _IDENTIFIER.match(table.name):
+                raise ValueError(
+                    f"table {table.name!r} must be a lower-case SQL identifier of at most 40 characters"
+                )
+        self._store = store
+        self._db = db
+        self._projection = projection
+        self._service = service
+        self._batch_size = batch_size
+        self._progress = Progress()
+        self._supervisor = Supervisor(service, f"projection:{projection.name}", backoff or Backoff())
+        # Held while a generation is written, so a rebuild's swap never interleaves with a batch.
+        self._lock = asyncio.Lock()
+        self._serving: _Generation | None = None
+        self._rebuilding = False
+
+    @property
+    def name(self) -> str:
+        return self._projection.name
+
+    @property
+    def position(self) -> int:
+        """The serving generation's checkpoint as this runner last saw it (0 while a generation
+        of another version serves)."""
+        return self._progress.position
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed attempts (0 when healthy): for health checks and alerts."""
+        return self._supervisor.failures
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self._supervisor.last_error
+
+    async def run(self) -> None:
+        """Keep the projection up to date forever (until cancelled), retrying failures."""
+        await self._supervisor.run_forever(self._follow)
+
+    async def wait_until(self, position: int, timeout: float) -> None:
+        """Read-your-writes: return once readers see every event up to ``position``."""
+        await self._progress.wait_until(position, timeout)
+
+    async def lag(self) -> int:
+        return await self._store.head_position() - self._progress.position
+
+    async def checksum(self) -> Checksum:
+        """The serving generation's rows, read at one checkpoint."""
+        async with self._lock:
+            serving = self._serving or await self._load()
+            return await self._checksum(serving)
+
+    async def rebuild(self, *, verify: bool = False) -> RebuildResult:
+        """Build a new generation from position 0 and swap it in; resumes an interrupted rebuild.
+
+        At the same version the serving generation keeps following the store meanwhile, and with
+        ``verify`` both are compared by checksum at one position before the swap (a mismatch is
+        logged as an error: the projection is not deterministic). At a new version the serving
+        generation stays frozen at the old version until the new one takes over.
+        """
+        if self._rebuilding:
+            raise RuntimeError(f"projection {self.name} is already being rebuilt")
+        self._rebuilding = True
+        try:
+            async with self._lock:
+                await self._load()
+            building = await self._building_generation()
+            log.info(
+                "projection.rebuild_started",
+                projection=self.name,
+                generation=building.number,
+                from_position=building.position,
+            )
+            await self._advance(building, await self._store.head_position())
+            async with self._lock:
+                serving = self._serving or await self._load()
+                previous = rebuilt = None
+                if serving.version == building.version:
+                    await self._advance(building, serving.position)
+                    await self._advance(serving, building.position)
+                    if verify:
+                        previous, rebuilt = await self._checksum(serving), await self._checksum(building)
+                        if previous != rebuilt:
+                            log.error(
+                                "projection.rebuild_differs",
+                                projection=self.name,
+                                position=building.position,
+                                serving=previous.digest,
+                                rebuilt=rebuilt.digest,
+                            )
+                await self._swap(serving, building)
+            log.info(
+                "projection.rebuild_swapped",
+                projection=self.name,
+                generation=building.number,
+                position=building.position,
+            )
+            return RebuildResult(building.number, building.position, previous, rebuilt)
+        finally:
+            self._rebuilding = False
+
+    # -- the live loop --------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        async with self._lock:
+            serving = await self._load()
+        if serving.version != self._projection.version:
+            await self.rebuild()
+        async for batch in self._store.subscribe(self._progress.position, self._batch_size):
+            started = time.perf_counter()
+            async with self._lock:
+                serving = self._current()
+                # A rebuild's swap may have moved the serving generation past this batch's start.
+                fresh = [event for event in batch if event.position > serving.position]
+                if not fresh:
+                    continue
+                await self._apply(serving, fresh)
+            self._supervisor.succeeded()
+            BATCH_SECONDS.labels(self._service, "projection").observe(time.perf_counter() - started)
+            PROJECTION_LAG.labels(self._service, self.name).set(await self.lag())
+
+    def _current(self) -> _Generation:
+        if self._serving is None:
+            raise RuntimeError("no serving generation loaded")
+        return self._serving
+
+    # -- generations ------------------------------------------------------------------------
+
+    async def _rows(self) -> list[_Generation]:
+        rows = await self._db.fetch(
+            f"SELECT generation, version, tables, position, serving FROM {REGISTRY_TABLE} "
+            "WHERE projection = $1 ORDER BY generation",
+            self.name,
+        )
+        return [
+            _generation(int(number), int(version), tables.split(","), int(position), bool(serving))
+            for number, version, tables, position, serving in rows
+        ]
+
+    async def _load(self) -> _Generation:
+        """The serving generation from the database (the truth after any failure or restart),
+        created empty at position 0 the first time the projection runs."""
+        generations = await self._rows()
+        serving = next((g for g in generations if g.serving), None)
+        if serving is None:
+            serving = self._new_generation(generations, serving=True)
+            views = [self._view(stable, physical) for stable, physical in serving.tables.items()]
+            await self._db.transaction([*self._create(serving), *views])
+            log.info("projection.created", projection=self.name, generation=serving.number)
+        self._serving = serving
+        # A generation of another version is only a stand-in: readers running this code expect
+        # this version's tables, so read-your-writes waits for the rebuild.
+        if serving.version == self._projection.version:
+            self._progress.advance(serving.position)
+        return serving
+
+    async def _building_generation(self) -> _Generation:
+        generations = await self._rows()
+        version = self._projection.version
+        candidates = [g for g in generations if not g.serving and g.version == version]
+        resumed = candidates[-1] if candidates else None
+        stale = [g for g in generations if not g.serving and g is not resumed]
+        statements = [statement for g in stale for statement in self._drop(g)]
+        if resumed is None:
+            resumed = self._new_generation(generations, serving=False)
+            statements += self._create(resumed)
+        if statements:
+            await self._db.transaction(statements)
+        return resumed
+
+    def _new_generation(self, existing: Sequence[_Generation], *, serving: bool) -> _Generation:
+        number = max((g.number for g in existing), default=0) + 1
+        tables = [table.name for table in self._projection.tables]
+        return _generation(number, self._projection.version, tables, 0, serving)
+
+    def _create(self, generation: _Generation) -> list[Statement]:
+        statements = [
+            Statement(
+                f"INSERT INTO {REGISTRY_TABLE} (projection, generation, version, tables, position, serving) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                (
+                    self.name,
+                    generation.number,
+                    generation.version,
+                    ",".join(generation.tables),
+                    generation.position,
+                    int(generation.serving),
+                ),
+            )
+        ]
+        for table in self._projection.tables:
+            physical = generation.tables[table.name]
+            statements.append(Statement(f"CREATE TABLE {physical} ({table.columns})"))
+            statements += [
+                Statement(f"CREATE INDEX {physical}__i{n} ON {physical} ({columns})")
+                for n, columns in enumerate(table.indexes)
+            ]
+        return statements
+
+    def _drop(self, generation: _Generation) -> list[Statement]:
+        return [
+            Statement(
+                f"DELETE FROM {REGISTRY_TABLE} WHERE projection = $1 AND generation = $2",
+                (self.name, generation.number),
+                expect_rows=1,
+            ),
+            *(Statement(f"DROP TABLE IF EXISTS {physical}") for physical in generation.tables.values()),
+        ]
+
+    @staticmethod
+    def _view(stable: str, physical: str) -> Statement:
+        return Statement(f"CREATE VIEW {stable} AS SELECT * FROM {physical}")
+
+    async def _swap(self, old: _Generation, new: _Generation) -> None:
+        key = (self.name, new.number, new.position)
+        await self._db.transaction(
+            [
+                # Guards first: the swap fails if either generation moved behind this runner's back.
+                Statement(
+                    f"UPDATE {REGISTRY_TABLE} SET serving = 1 "
+                    "WHERE projection = $1 AND generation = $2 AND position = $3 AND serving = 0",
+                    key,
+                    expect_rows=1,
+                ),
+                Statement(
+                    f"DELETE FROM {REGISTRY_TABLE} "
+                    "WHERE projection = $1 AND generation = $2 AND position = $3",
+                    (self.name, old.number, old.position),
+                    expect_rows=1,
+                ),
+                *[Statement(f"DROP VIEW {stable}") for stable in old.tables],
+                *[self._view(stable, physical) for stable, physical in new.tables.items()],
+                *[Statement(f"DROP TABLE {physical}") for physical in old.tables.values()],
+            ]
+        )
+        new.serving = True
+        self._serving = new
+        self._progress.advance(new.position)
+
+    # -- applying events --------------------------------------------------------------------
+
+    async def _advance(self, generation: _Generation, until: int) -> None:
+        """Apply the store's events after the generation's checkpoint, up to ``until`` included."""
+        while generation.position < until:
+            events = [
+                event
+                for event in await self._store.read_all(generation.position, self._batch_size)
+                if event.position <= until
+            ]
+            if not events:
+                return
+            await self._apply(generation, events)
+
+    async def _apply(self, generation: _Generation, events: Sequence[RecordedEvent]) -> None:
+        try:
+            await self._apply_batch(generation, events)
+        except CheckpointMoved:
+            raise
+        except Exception as exc:
+            if len(events) == 1:
+                raise EventProcessingFailed(f"projection:{self.name}", events[0]) from exc
+            # Retry one event per transaction: the events before the culprit are kept and
+            # the error names the event that fails.
+            for event in events:
+                try:
+                    await self._apply_batch(generation, [event])
+                except CheckpointMoved:
+                    raise
+                except Exception as single:
+                    raise EventProcessingFailed(f"projection:{self.name}", event) from single
+            log.warning("projection.batch_failed_but_events_applied", projection=self.name, exc_info=exc)
+
+    async def _apply_batch(self, generation: _Generation, events: Sequence[RecordedEvent]) -> None:
+        position = events[-1].position
+        checkpoint = Statement(
+            f"UPDATE {REGISTRY_TABLE} SET position = $1 "
+            "WHERE projection = $2 AND generation = $3 AND position = $4",
+            (position, self.name, generation.number, generation.position),
+            expect_rows=1,
+        )
+        statements = self._projection.apply(events, generation.tables)
+        try:
+            # The checkpoint guard goes first: on PostgreSQL its row lock also serialises a
+            # second runner of the same projection, which then finds the position moved.
+            await self._db.transaction([checkpoint, *statements])
+        except RowCountMismatch as exc:
+            if exc.statement is checkpoint:
+                raise CheckpointMoved(self.name, generation.number, generation.position) from exc
+            raise
+        generation.position = position
+        if generation.serving:
+            self._progress.advance(position)
+
+    async def _checksum(self, generation: _Generation) -> Checksum:
+        names = sorted(generation.tables)
+        queries = [Statement(f"SELECT * FROM {generation.tables[name]}") for name in names]
+        results = await self._db.read(queries)
+        return Checksum(generation.position, digest_tables(zip(names, results, strict=True)))
