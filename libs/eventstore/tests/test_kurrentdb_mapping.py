@@ -35,7 +35,9 @@ from shopstream_eventstore import (
     AppendResult,
     DuplicateEventId,
     EventMetadata,
+    EventStoreError,
     NewEvent,
+    RecordedEvent,
     StoreUnavailable,
     StreamState,
     WrongExpectedVersion,
@@ -319,7 +321,9 @@ class FakeKurrentDB:
     subscriptions: list[FakeSubscription] = field(default_factory=list)
     position: int = 1000
 
-    def _check(self) -> None:
+    async def _check(self) -> None:
+        # Every call is a network round trip: let other tasks run, as a real one would.
+        await asyncio.sleep(0)
         if self.unavailable:
             raise ServiceUnavailableError("down")
 
@@ -379,7 +383,7 @@ class FakeKurrentDB:
     async def append_to_stream(
         self, stream_name: str, *, events: Sequence[kdb.NewEvent], current_version: int | kdb.StreamState
     ) -> int:
-        self._check()
+        await self._check()
         retry = self._decide(stream_name, events, current_version)
         if retry is not None:
             return retry
@@ -388,7 +392,7 @@ class FakeKurrentDB:
         return position
 
     async def multi_append_to_stream(self, events: Sequence[kdb.NewEvents]) -> int:
-        self._check()
+        await self._check()
         if not self.multi_append:
             error = GrpcError("<AioRpcError status = StatusCode.UNIMPLEMENTED>")
             raise error
@@ -409,7 +413,7 @@ class FakeKurrentDB:
         backwards: bool = False,
         limit: int = sys.maxsize,
     ) -> tuple[kdb.RecordedEvent, ...]:
-        self._check()
+        await self._check()
         if stream_name not in self.streams:
             raise NotFoundError
         stream = self.streams[stream_name]
@@ -420,7 +424,7 @@ class FakeKurrentDB:
         return tuple(stream[start : start + limit])
 
     async def get_current_version(self, stream_name: str, timeout: float | None = None) -> Any:
-        self._check()
+        await self._check()
         version = self._version(stream_name)
         return kdb.StreamState.NO_STREAM if version < 0 else version
 
@@ -436,7 +440,7 @@ class FakeKurrentDB:
         filter_by_stream_name: bool = False,
         limit: int = sys.maxsize,
     ) -> FakeReadResponse:
-        self._check()
+        await self._check()
         assert filter_by_stream_name
         start = commit_position or 0
         # Inclusive, as documented for forward reads from a position.
@@ -444,7 +448,7 @@ class FakeKurrentDB:
         return FakeReadResponse(events[:limit])
 
     async def get_commit_position(self, *, filter_include: Sequence[str], filter_by_stream_name: bool) -> int:
-        self._check()
+        await self._check()
         matching = self._matching(filter_include)
         return matching[-1].commit_position if matching else 0
 
@@ -455,13 +459,13 @@ class FakeKurrentDB:
         filter_include: Sequence[str] = (),
         filter_by_stream_name: bool = False,
     ) -> FakeSubscription:
-        self._check()
+        await self._check()
         subscription = FakeSubscription(self, commit_position or 0, filter_include)
         self.subscriptions.append(subscription)
         return subscription
 
     async def set_stream_metadata(self, stream_name: str, *, metadata: dict[str, Any]) -> None:
-        self._check()
+        await self._check()
         await self.append_to_stream(
             f"$${stream_name}",
             events=[kdb.NewEvent(type="$metadata", data=orjson.dumps(metadata))],
@@ -665,6 +669,26 @@ async def test_subscription_batches_what_is_available_and_survives_a_drop(server
     assert seen == [2, 3, 4, 5]
     assert all(len(b) <= 2 for b in batches)
     assert len(server.subscriptions) == 2
+
+
+async def test_closing_the_store_ends_its_subscriptions(server: FakeKurrentDB) -> None:
+    store = store_on(server)
+    await store.append("s", [event(0)])
+    received: list[RecordedEvent] = []
+    live = asyncio.Event()
+
+    async def follow() -> None:
+        async for batch in store.subscribe(0):
+            received.extend(batch)
+            live.set()
+
+    follower = asyncio.create_task(follow())
+    await asyncio.wait_for(live.wait(), 5)
+    await store.close()
+    with pytest.raises(EventStoreError, match="closed"):
+        await asyncio.wait_for(follower, 5)
+    with pytest.raises(EventStoreError, match="closed"):
+        await store.read_all()
 
 
 async def test_unavailable_server_is_store_unavailable(server: FakeKurrentDB) -> None:
