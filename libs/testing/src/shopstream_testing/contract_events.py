@@ -19,6 +19,7 @@ from shopstream_eventstore import EventMetadata, NewEvent
 from shopstream_infra import repo_root
 
 ORDER_LIFECYCLE = ("shopstream.orders.OrderPlaced", "shopstream.orders.OrderConfirmed")
+BRANDS = ("brd_glow", "brd_lumen", "brd_terra", "brd_vela")
 
 
 @cache
@@ -33,11 +34,16 @@ def golden(event_type: str, version: int = 1) -> dict[str, Any]:
 
 
 def contract_event(
-    event_type: str, key: str, occurred_at: datetime, correlation_id: str | None = None
+    event_type: str,
+    key: str,
+    occurred_at: datetime,
+    correlation_id: str | None = None,
+    **overrides: Any,
 ) -> NewEvent:
-    """The golden payload of ``event_type`` re-keyed to aggregate ``key``, checked strictly."""
+    """The golden payload of ``event_type`` re-keyed to aggregate ``key`` (top-level fields
+    replaced by ``overrides``), checked strictly."""
     topic = REGISTRY.topic(event_type)
-    data = {**golden(event_type), topic.key: key, "occurred_at": occurred_at.isoformat()}
+    data = {**golden(event_type), **overrides, topic.key: key, "occurred_at": occurred_at.isoformat()}
     REGISTRY.validate_for_publish(event_type, 1, data)
     return NewEvent(
         event_id=uuid.uuid4(),
@@ -51,6 +57,16 @@ def order_events(count: int, keys: int, start: datetime | None = None) -> Iterat
     """``count`` order events spread round-robin over ``keys`` orders: (stream id, event)."""
     moment = start or datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
     for n in range(count):
-        key = f"ord_{n % keys:05d}"
+        order = n % keys
+        key = f"ord_{order:05d}"
         event_type = ORDER_LIFECYCLE[(n // keys) % len(ORDER_LIFECYCLE)]
-        yield f"order-{key}", contract_event(event_type, key, moment + timedelta(milliseconds=n))
+        line = golden(event_type)["line"]
+        brand = BRANDS[order % len(BRANDS)]
+        quantity = 1 + order % 3
+        unit = line["unit_price"]
+        total = {"amount": unit["amount"] * quantity, "currency": unit["currency"]}
+        sold = {**line, "brand_id": brand, "quantity": quantity, "line_total": total}
+        attribution = {**golden(event_type)["attribution"], "brand_id": brand}
+        at = moment + timedelta(milliseconds=n)
+        event = contract_event(event_type, key, at, line=sold, attribution=attribution, total=total)
+        yield f"order-{key}", event
