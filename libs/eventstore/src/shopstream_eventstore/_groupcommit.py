@@ -8,10 +8,12 @@ concurrent writers therefore pays for a handful of commits instead of 64.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from .model import AppendRequest, AppendResult
+from ._catchup import AppendSignal
+from .model import AppendRequest, AppendResult, ExpectedVersion, NewEvent, StreamState
 
 
 @dataclass(slots=True)
@@ -73,3 +75,30 @@ class GroupCommitter:
                 else:
                     assert unit.results is not None
                     unit.done.set_result(unit.results)
+
+
+class GroupCommitStore(ABC):
+    """The append half of a SQL store: every append goes through one group committer, whose
+    commits wake the store's subscriptions."""
+
+    def __init__(self) -> None:
+        self._signal = AppendSignal()
+        self._committer = GroupCommitter(self._write_group)
+        self._committer.on_commit = self._signal.notify
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        (result,) = await self._committer.submit([AppendRequest(stream_id, events, expected_version)])
+        return result
+
+    async def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        if not requests:
+            return []
+        return await self._committer.submit(requests)
+
+    @abstractmethod
+    async def _write_group(self, group: list[PendingUnit]) -> None: ...

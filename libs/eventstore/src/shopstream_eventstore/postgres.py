@@ -13,7 +13,7 @@ WAL flush, and processes queue on the lock, not on each other's rows.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +21,11 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from . import _serialization as ser
-from ._catchup import AppendSignal, follow
-from ._groupcommit import GroupCommitter, PendingUnit
+from ._catchup import follow
+from ._groupcommit import GroupCommitStore, PendingUnit
 from ._versioning import check_expected, retry_result
 from .errors import DuplicateEventId, EventStoreError, StoreUnavailable
-from .model import AppendRequest, AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamState
+from .model import AppendRequest, AppendResult, RecordedEvent
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
 """
 
 
-class PostgresEventStore:
+class PostgresEventStore(GroupCommitStore):
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -70,14 +70,13 @@ class PostgresEventStore:
     ) -> None:
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"schema {schema!r} must be a lower-case SQL identifier")
+        super().__init__()
         self._pool = pool
         self._dsn = dsn
         self._schema = schema
         self._poll_interval = poll_interval
         self._clock = clock
         self._channel = f"{schema}_events"
-        self._signal = AppendSignal()
-        self._committer = GroupCommitter(self._write_group)
         self._listener: asyncpg.Connection | None = None
 
     @classmethod
@@ -105,20 +104,6 @@ class PostgresEventStore:
     @property
     def schema(self) -> str:
         return self._schema
-
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = StreamState.ANY,
-    ) -> AppendResult:
-        (result,) = await self._committer.submit([AppendRequest(stream_id, events, expected_version)])
-        return result
-
-    async def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
-        if not requests:
-            return []
-        return await self._committer.submit(requests)
 
     async def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
         rows = await self._pool.fetch(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +21,11 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from . import _serialization as ser
-from ._catchup import AppendSignal, follow
-from ._groupcommit import GroupCommitter, PendingUnit
+from ._catchup import follow
+from ._groupcommit import GroupCommitStore, PendingUnit
 from ._versioning import check_expected, retry_result
 from .errors import DuplicateEventId, EventStoreError
-from .model import AppendRequest, AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamState
+from .model import AppendRequest, AppendResult, RecordedEvent
 
 T = TypeVar("T")
 
@@ -67,7 +67,44 @@ def connect(path: Path | str, synchronous: Synchronous = "FULL") -> sqlite3.Conn
     return conn
 
 
-class SqliteEventStore:
+class ThreadedConnection:
+    """One SQLite connection that lives on a thread of its own.
+
+    ``run`` executes a whole synchronous function there (a transaction, a snapshot read), so
+    each operation costs one hop to the thread, not one per statement. A cancelled caller does
+    not abandon the function half-way: it waits for the thread to finish (commit or roll back)
+    so that whoever looks next sees its outcome.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self, path: Path, synchronous: Synchronous = "FULL") -> None:
+        self._conn = await self._submit(lambda: connect(path, synchronous))
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise EventStoreError("the SQLite connection is closed")
+        return await self._submit(lambda: fn(conn))
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._submit(conn.close)
+        self._thread.shutdown(wait=True)
+
+    async def _submit(self, fn: Callable[[], T]) -> T:
+        done = asyncio.get_running_loop().run_in_executor(self._thread, fn)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await asyncio.wait([done])
+            raise
+
+
+class SqliteEventStore(GroupCommitStore):
     def __init__(
         self,
         path: Path | str,
@@ -76,17 +113,13 @@ class SqliteEventStore:
         poll_interval: float = 0.05,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self._path = Path(path)
         self._synchronous = synchronous
         self._poll_interval = poll_interval
         self._clock = clock
-        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._signal = AppendSignal()
-        self._committer = GroupCommitter(self._write_group)
-        self._committer.on_commit = self._signal.notify
+        self._writer = ThreadedConnection("sqlite-writer")
+        self._reader = ThreadedConnection("sqlite-reader")
 
     @classmethod
     async def open(cls, path: Path | str, **options: Any) -> SqliteEventStore:
@@ -96,27 +129,13 @@ class SqliteEventStore:
 
     async def _start(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._on(self._writer_thread, lambda: connect(self._path, self._synchronous))
-        await self._on(self._writer_thread, lambda: self._conn(self._writer).executescript(SCHEMA))
-        self._reader = await self._on(self._reader_thread, lambda: connect(self._path, self._synchronous))
+        await self._writer.open(self._path, self._synchronous)
+        await self._writer.run(lambda conn: conn.executescript(SCHEMA))
+        await self._reader.open(self._path, self._synchronous)
 
     @property
     def path(self) -> Path:
         return self._path
-
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = StreamState.ANY,
-    ) -> AppendResult:
-        (result,) = await self._committer.submit([AppendRequest(stream_id, events, expected_version)])
-        return result
-
-    async def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
-        if not requests:
-            return []
-        return await self._committer.submit(requests)
 
     async def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
         return await self._read(
@@ -126,15 +145,11 @@ class SqliteEventStore:
         )
 
     async def stream_version(self, stream_id: str) -> int | None:
-        def query() -> int | None:
-            row = (
-                self._conn(self._reader)
-                .execute("SELECT version FROM streams WHERE stream_id = ?", (stream_id,))
-                .fetchone()
-            )
+        def query(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT version FROM streams WHERE stream_id = ?", (stream_id,)).fetchone()
             return None if row is None else int(row[0])
 
-        return await self._on(self._reader_thread, query)
+        return await self._reader.run(query)
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         return await self._read(
@@ -143,84 +158,63 @@ class SqliteEventStore:
         )
 
     async def head_position(self) -> int:
-        def query() -> int:
-            row = self._conn(self._reader).execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
-            return int(row[0])
+        def query(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
 
-        return await self._on(self._reader_thread, query)
+        return await self._reader.run(query)
 
     def subscribe(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RecordedEvent]]:
         return follow(self.read_all, self._signal, after_position, batch_size, self._poll_interval)
 
     async def get_checkpoint(self, name: str) -> int:
-        def query() -> int:
-            row = (
-                self._conn(self._reader)
-                .execute("SELECT position FROM checkpoints WHERE name = ?", (name,))
-                .fetchone()
-            )
+        def query(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT position FROM checkpoints WHERE name = ?", (name,)).fetchone()
             return 0 if row is None else int(row[0])
 
-        return await self._on(self._reader_thread, query)
+        return await self._reader.run(query)
 
     async def save_checkpoint(self, name: str, position: int) -> None:
-        def write() -> None:
-            self._conn(self._writer).execute(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (name, position),
             )
 
-        await self._on(self._writer_thread, write)
+        await self._writer.run(write)
 
     async def close(self) -> None:
         await self._committer.close()
-        for conn, thread in ((self._writer, self._writer_thread), (self._reader, self._reader_thread)):
-            if conn is not None:
-                await self._on(thread, conn.close)
-            thread.shutdown(wait=True)
-        self._writer = self._reader = None
-
-    # -- internals -------------------------------------------------------------------------
-
-    @staticmethod
-    def _conn(conn: sqlite3.Connection | None) -> sqlite3.Connection:
-        if conn is None:
-            raise EventStoreError("the store is closed")
-        return conn
-
-    @staticmethod
-    async def _on(thread: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(thread, fn)
+        await self._writer.close()
+        await self._reader.close()
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
-        def query() -> list[RecordedEvent]:
-            rows = self._conn(self._reader).execute(sql, params).fetchall()
-            return [_row_to_event(row) for row in rows]
+        def query(conn: sqlite3.Connection) -> list[RecordedEvent]:
+            return [_row_to_event(row) for row in conn.execute(sql, params).fetchall()]
 
-        return await self._on(self._reader_thread, query)
+        return await self._reader.run(query)
 
     async def _write_group(self, group: list[PendingUnit]) -> None:
         now = self._clock().isoformat()
-        await self._on(self._writer_thread, lambda: self._write_group_sync(group, now))
+        await self._writer.run(lambda conn: _write_group(conn, group, now))
 
-    def _write_group_sync(self, group: list[PendingUnit], now: str) -> None:
-        conn = self._conn(self._writer)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for unit in group:
-                conn.execute("SAVEPOINT unit")
-                try:
-                    unit.results = [_append_one(conn, request, now) for request in unit.requests]
-                except EventStoreError as exc:
-                    conn.execute("ROLLBACK TO unit")
-                    unit.error = exc
-                conn.execute("RELEASE unit")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+
+def _write_group(conn: sqlite3.Connection, group: list[PendingUnit], now: str) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for unit in group:
+            conn.execute("SAVEPOINT unit")
+            try:
+                unit.results = [_append_one(conn, request, now) for request in unit.requests]
+            except EventStoreError as exc:
+                conn.execute("ROLLBACK TO unit")
+                unit.error = exc
+            conn.execute("RELEASE unit")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _row_to_event(row: tuple[Any, ...]) -> RecordedEvent:

@@ -21,7 +21,7 @@ from shopstream_eventstore import EventMetadata, EventStore, RecordedEvent
 from shopstream_observability import event_context
 from shopstream_observability.metrics import BATCH_SECONDS, POLICY_LAG
 
-from .supervision import Backoff, EventProcessingFailed, Progress, Supervisor
+from .supervision import Backoff, EventProcessingFailed, FollowingRunner, Supervisor
 
 POLICY_NAMESPACE = UUID("6f1c0e52-8a4b-5d0e-9a37-3f2c1b7d9e10")
 """Fixed forever: changing it would make every replayed command look new."""
@@ -74,7 +74,7 @@ id (append under ``issued.event_id(n)``), and a business refusal is an event, no
 an exception means "not done, try again"."""
 
 
-class PolicyRunner(Generic[C]):
+class PolicyRunner(FollowingRunner, Generic[C]):
     def __init__(
         self,
         store: EventStore,
@@ -85,38 +85,12 @@ class PolicyRunner(Generic[C]):
         batch_size: int = 100,
         backoff: Backoff | None = None,
     ) -> None:
-        self._store = store
+        self._checkpoint = f"policy:{policy.name}"
+        super().__init__(store, Supervisor(service, self._checkpoint, backoff or Backoff()))
         self._policy = policy
         self._handle = handle
         self._service = service
         self._batch_size = batch_size
-        self._checkpoint = f"policy:{policy.name}"
-        self._progress = Progress()
-        self._supervisor = Supervisor(service, self._checkpoint, backoff or Backoff())
-
-    @property
-    def position(self) -> int:
-        return self._progress.position
-
-    @property
-    def failures(self) -> int:
-        """Consecutive failed attempts (0 when healthy): for health checks and alerts."""
-        return self._supervisor.failures
-
-    @property
-    def last_error(self) -> BaseException | None:
-        return self._supervisor.last_error
-
-    async def run(self) -> None:
-        """React to the store's events forever (until cancelled), retrying failures."""
-        await self._supervisor.run_forever(self._follow)
-
-    async def wait_until(self, position: int, timeout: float) -> None:
-        """Return once every event up to ``position`` has had its commands executed."""
-        await self._progress.wait_until(position, timeout)
-
-    async def lag(self) -> int:
-        return await self._store.head_position() - self._progress.position
 
     async def _follow(self) -> None:
         position = await self._store.get_checkpoint(self._checkpoint)

@@ -33,7 +33,7 @@ from shopstream_observability.metrics import BATCH_SECONDS, PROJECTION_LAG
 
 from .checksum import Checksum, digest_tables
 from .readmodel import REGISTRY_TABLE, ReadModelDb, RowCountMismatch, Statement
-from .supervision import Backoff, EventProcessingFailed, Progress, Supervisor
+from .supervision import Backoff, EventProcessingFailed, FollowingRunner, Supervisor
 
 log = get_logger(__name__)
 
@@ -112,7 +112,7 @@ def _generation(
     return _Generation(number, version, {t: f"{t}__g{number}" for t in tables}, position, serving)
 
 
-class ProjectionRunner:
+class ProjectionRunner(FollowingRunner):
     def __init__(
         self,
         store: EventStore,
@@ -129,13 +129,11 @@ class ProjectionRunner:
                 raise ValueError(
                     f"table {table.name!r} must be a lower-case SQL identifier of at most 40 characters"
                 )
-        self._store = store
+        super().__init__(store, Supervisor(service, f"projection:{projection.name}", backoff or Backoff()))
         self._db = db
         self._projection = projection
         self._service = service
         self._batch_size = batch_size
-        self._progress = Progress()
-        self._supervisor = Supervisor(service, f"projection:{projection.name}", backoff or Backoff())
         # Held while a generation is written, so a rebuild's swap never interleaves with a batch.
         self._lock = asyncio.Lock()
         self._serving: _Generation | None = None
@@ -144,32 +142,6 @@ class ProjectionRunner:
     @property
     def name(self) -> str:
         return self._projection.name
-
-    @property
-    def position(self) -> int:
-        """The serving generation's checkpoint as this runner last saw it (0 while a generation
-        of another version serves)."""
-        return self._progress.position
-
-    @property
-    def failures(self) -> int:
-        """Consecutive failed attempts (0 when healthy): for health checks and alerts."""
-        return self._supervisor.failures
-
-    @property
-    def last_error(self) -> BaseException | None:
-        return self._supervisor.last_error
-
-    async def run(self) -> None:
-        """Keep the projection up to date forever (until cancelled), retrying failures."""
-        await self._supervisor.run_forever(self._follow)
-
-    async def wait_until(self, position: int, timeout: float) -> None:
-        """Read-your-writes: return once readers see every event up to ``position``."""
-        await self._progress.wait_until(position, timeout)
-
-    async def lag(self) -> int:
-        return await self._store.head_position() - self._progress.position
 
     async def checksum(self) -> Checksum:
         """The serving generation's rows, read at one checkpoint."""

@@ -7,14 +7,12 @@ never a round trip per statement. WAL lets readers keep reading while a batch is
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shopstream_eventstore.sqlite import connect
+from shopstream_eventstore.sqlite import ThreadedConnection
 
 from .readmodel import REGISTRY_DDL, Row, RowCountMismatch, Statement, sqlite_sql
 
@@ -24,55 +22,31 @@ T = TypeVar("T")
 class SqliteReadModel:
     def __init__(self, path: Path | str) -> None:
         self._path = Path(path)
-        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="readmodel-writer")
-        self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="readmodel-reader")
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._writer = ThreadedConnection("readmodel-writer")
+        self._reader = ThreadedConnection("readmodel-reader")
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteReadModel:
         db = cls(path)
         db._path.parent.mkdir(parents=True, exist_ok=True)
-        db._writer = await db._on(db._writer_thread, lambda: connect(db._path))
-        db._reader = await db._on(db._reader_thread, lambda: connect(db._path))
+        await db._writer.open(db._path)
+        await db._reader.open(db._path)
         await db.transaction([Statement(REGISTRY_DDL)])
         return db
 
     async def transaction(self, statements: Sequence[Statement]) -> None:
-        conn = self._conn(self._writer)
-        await self._on(self._writer_thread, lambda: _write(conn, statements))
+        await self._writer.run(lambda conn: _write(conn, statements))
 
     async def read(self, queries: Sequence[Statement]) -> list[list[Row]]:
-        conn = self._conn(self._reader)
-        return await self._on(self._reader_thread, lambda: _read(conn, queries))
+        return await self._reader.run(lambda conn: _read(conn, queries))
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         (rows,) = await self.read([Statement(sql, args)])
         return rows
 
     async def close(self) -> None:
-        for conn, thread in ((self._writer, self._writer_thread), (self._reader, self._reader_thread)):
-            if conn is not None:
-                await self._on(thread, conn.close)
-            thread.shutdown(wait=True)
-        self._writer = self._reader = None
-
-    @staticmethod
-    def _conn(conn: sqlite3.Connection | None) -> sqlite3.Connection:
-        if conn is None:
-            raise RuntimeError("the read-model database is closed")
-        return conn
-
-    @staticmethod
-    async def _on(thread: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
-        done = asyncio.get_running_loop().run_in_executor(thread, fn)
-        try:
-            return await asyncio.shield(done)
-        except asyncio.CancelledError:
-            # The thread cannot be stopped mid-transaction: let it end (commit or roll back)
-            # before the cancellation goes on, so whoever looks next sees its outcome.
-            await asyncio.wait([done])
-            raise
+        await self._writer.close()
+        await self._reader.close()
 
 
 def _write(conn: sqlite3.Connection, statements: Sequence[Statement]) -> None:

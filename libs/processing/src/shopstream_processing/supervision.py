@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shopstream_eventstore import RecordedEvent
+from shopstream_eventstore import EventStore, RecordedEvent
 from shopstream_observability import get_logger
 from shopstream_observability.metrics import PROCESSING_FAILURES
 
@@ -106,3 +107,41 @@ class Supervisor:
                     **fields,
                 )
                 await asyncio.sleep(delay)
+
+
+class FollowingRunner(ABC):
+    """What every runner that follows the store from a checkpoint offers: progress, health
+    and lag, and a ``run`` that never gives up (``_follow`` is restarted after a failure)."""
+
+    def __init__(self, store: EventStore, supervisor: Supervisor) -> None:
+        self._store = store
+        self._progress = Progress()
+        self._supervisor = supervisor
+
+    @property
+    def position(self) -> int:
+        """The checkpoint as this runner last saw it."""
+        return self._progress.position
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed attempts (0 when healthy): for health checks and alerts."""
+        return self._supervisor.failures
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self._supervisor.last_error
+
+    async def run(self) -> None:
+        """Follow the store forever (until cancelled), retrying failures."""
+        await self._supervisor.run_forever(self._follow)
+
+    async def wait_until(self, position: int, timeout: float) -> None:
+        """Read-your-writes: return once every event up to ``position`` has taken effect."""
+        await self._progress.wait_until(position, timeout)
+
+    async def lag(self) -> int:
+        return await self._store.head_position() - self._progress.position
+
+    @abstractmethod
+    async def _follow(self) -> None: ...
