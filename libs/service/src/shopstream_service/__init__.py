@@ -1,0 +1,1 @@
+"""The kit every Shopstream service is built from."""

@@ -1,0 +1,137 @@
+"""The HTTP face every service shares: problem+json errors, health, readiness, metrics,
+correlation ids and the optional clock control.
+
+Errors follow RFC 9457 (``application/problem+json``): a validation error names every field
+and why; a refused command carries a stable ``code``; nothing is written in either case.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from shopstream_eventstore import StoreUnavailable
+
+from .auth import Principal, Unauthenticated, require_roles
+from .clock import ControlledClock
+from .commands import ConcurrencyConflict
+from .domain import DomainError
+
+if TYPE_CHECKING:
+    from .runtime import ServiceContext
+
+PROBLEM = "application/problem+json"
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def context_of(request: Request) -> ServiceContext:
+    context: ServiceContext = request.app.state.context
+    return context
+
+
+def correlation_id(request: Request) -> str:
+    value: str = request.state.correlation_id
+    return value
+
+
+def create_app(name: str, context: ServiceContext, routers: list[APIRouter], version: str = "1") -> FastAPI:
+    app = FastAPI(title=f"Shopstream {name}", version=version)
+    app.state.context = context
+    app.state.token_verifier = context.token_verifier
+
+    @app.middleware("http")
+    async def bind_correlation(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        value = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+        request.state.correlation_id = value
+        with structlog.contextvars.bound_contextvars(correlation_id=value):
+            response = await call_next(request)
+        response.headers[CORRELATION_HEADER] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(part) for part in error["loc"]), "reason": error["msg"]}
+            for error in exc.errors()
+        ]
+        fields = ", ".join(error["field"] for error in errors)
+        return problem(422, "Invalid request", f"invalid: {fields}", errors=errors)
+
+    @app.exception_handler(DomainError)
+    async def refused(_: Request, exc: DomainError) -> JSONResponse:
+        extra: dict[str, Any] = {"code": exc.code}
+        if exc.field is not None:
+            extra["errors"] = [{"field": exc.field, "reason": exc.message}]
+        return problem(exc.status, exc.code.replace("_", " ").capitalize(), exc.message, **extra)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
+        response = problem(401, "Unauthenticated", str(exc), code="unauthenticated")
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+
+    @app.exception_handler(ConcurrencyConflict)
+    async def conflict(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
+        response = problem(409, "Concurrent modification", str(exc), code="concurrent_modification")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        response = problem(503, "Store unavailable", str(exc), code="store_unavailable")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = await context.readiness()
+        ready = all(check["ok"] for check in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    if isinstance(context.clock, ControlledClock):
+        app.include_router(_clock_router(context.clock))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+AdminOnly = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+class ClockAdvance(BaseModel):
+    advance_seconds: float = Field(gt=0, le=10 * 365 * 24 * 3600, description="How far to move the clock.")
+
+
+def _clock_router(clock: ControlledClock) -> APIRouter:
+    router = APIRouter(tags=["admin"])
+
+    @router.post("/admin/clock")
+    async def advance(body: ClockAdvance, _: AdminOnly) -> dict[str, str]:
+        now = clock.advance(timedelta(seconds=body.advance_seconds))
+        return {"now": now.isoformat()}
+
+    return router
