@@ -1,18 +1,19 @@
 """Real child processes for fault tests: start a Python entry point, kill -9 it, restart it.
 
-Every process started here is killed at teardown even when the test fails, so a test run
-never leaves one behind.
+Every process started here dies with the test run (the kernel's parent-death signal), and
+``child_processes`` kills whatever is left at the end of a test even when it fails.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from shopstream_infra.procs import Proc, spawn, tail
 
 
 class ChildProcess:
@@ -20,20 +21,18 @@ class ChildProcess:
         self.args = [sys.executable, *args]
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: Proc | None = None
 
     def start(self) -> ChildProcess:
         if self.running:
             raise RuntimeError(f"{self.args} is already running")
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-            )
+        popen = spawn(self.args, log_file=self.log_path, env=self.env, die_with_parent=signal.SIGKILL)
+        self._proc = Proc(popen.pid, popen)
         return self
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._proc.alive()
 
     @property
     def pid(self) -> int:
@@ -43,25 +42,16 @@ class ChildProcess:
 
     def kill9(self) -> None:
         """SIGKILL the whole process group: no shutdown hook runs, like a crashed pod."""
-        if self._proc is not None and self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait(10)
+        if self._proc is not None:
+            self._proc.kill()
 
-    def terminate(self, timeout: float = 15.0) -> int:
-        if self._proc is None:
-            return 0
-        if self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        return self._proc.returncode
+    def terminate(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``: a rolling restart."""
+        if self._proc is not None:
+            self._proc.stop(signal.SIGTERM, timeout)
 
     def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
 
 @contextmanager
