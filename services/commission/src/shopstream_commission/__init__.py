@@ -1,2 +1,3 @@
-"""The commission service. Its domain arrives with the services issue; the package exists so the
-workspace, images and manifests have a stable place to build from."""
+"""The commission service: brand–influencer agreements (versioned), commission accrued on
+confirmed live orders, released after the holdback, reversed on cancel and refund, and
+statements that reconcile to the ledger. Start with ``domain.py``; ``bootstrap.py`` wires it."""
