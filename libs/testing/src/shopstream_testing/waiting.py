@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
@@ -53,6 +53,28 @@ def wait_until(
         if expired:
             raise _timeout_error(message, timeout, last, error)
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+@overload
+async def wait_until_async(
+    predicate: Callable[[], Awaitable[T]],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    *,
+    message: str | None = None,
+    ignore: tuple[type[Exception], ...] = (),
+) -> T: ...
+
+
+@overload
+async def wait_until_async(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    *,
+    message: str | None = None,
+    ignore: tuple[type[Exception], ...] = (),
+) -> T: ...
 
 
 async def wait_until_async(
