@@ -95,6 +95,7 @@ class PolicyRunner(FollowingRunner, Generic[C]):
     async def _follow(self) -> None:
         position = await self._store.get_checkpoint(self._checkpoint)
         self._progress.advance(position)
+        self.loaded.set()
         async for batch in self._store.subscribe(position, self._batch_size):
             started = time.perf_counter()
             for event in batch:

@@ -205,6 +205,7 @@ class ProjectionRunner(FollowingRunner):
             serving = await self._load()
         if serving.version != self._projection.version:
             await self.rebuild()
+        self.loaded.set()
         async for batch in self._store.subscribe(self._progress.position, self._batch_size):
             started = time.perf_counter()
             async with self._lock:

@@ -117,6 +117,9 @@ class FollowingRunner(ABC):
         self._store = store
         self._progress = Progress()
         self._supervisor = supervisor
+        self.loaded = asyncio.Event()
+        """Set once the runner has read its checkpoint (and a projection has its tables): before
+        that, readers of its tables may find none."""
 
     @property
     def position(self) -> int:
@@ -142,6 +145,10 @@ class FollowingRunner(ABC):
 
     async def lag(self) -> int:
         return await self._store.head_position() - self._progress.position
+
+    async def wait_loaded(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            await self.loaded.wait()
 
     @abstractmethod
     async def _follow(self) -> None: ...

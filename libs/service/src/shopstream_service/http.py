@@ -29,6 +29,14 @@ from .domain import DomainError
 if TYPE_CHECKING:
     from .runtime import ServiceContext
 
+
+class ProjectionLagging(Exception):
+    """A projection did not reach a position in time: HTTP 503 with Retry-After."""
+
+    def __init__(self, position: int, timeout: float) -> None:
+        super().__init__(f"read models have not reached position {position} within {timeout:g}s; retry")
+
+
 PROBLEM = "application/problem+json"
 CORRELATION_HEADER = "X-Correlation-ID"
 
@@ -89,6 +97,12 @@ def create_app(name: str, context: ServiceContext, routers: list[APIRouter], ver
     @app.exception_handler(ConcurrencyConflict)
     async def conflict(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
         response = problem(409, "Concurrent modification", str(exc), code="concurrent_modification")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(ProjectionLagging)
+    async def lagging(_: Request, exc: ProjectionLagging) -> JSONResponse:
+        response = problem(503, "Read models lagging", str(exc), code="projection_lagging")
         response.headers["Retry-After"] = "1"
         return response
 

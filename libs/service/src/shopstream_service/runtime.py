@@ -38,7 +38,7 @@ from .clock import Clock, ControlledClock, SystemClock
 from .commands import CommandHandler
 from .domain import InternalEvent
 from .events import EventCatalog
-from .http import create_app
+from .http import ProjectionLagging, create_app
 from .settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -92,10 +92,16 @@ class ServiceContext:
     _caught_up: set[str] = field(default_factory=set)
 
     async def wait_for(self, position: int, timeout: float = 10.0) -> None:
-        """Read-your-writes: return once every projection has applied the store up to ``position``."""
+        """Read-your-writes: return once every projection has applied the store up to ``position``;
+        ``ProjectionLagging`` (HTTP 503) when one has not within ``timeout``."""
         if position <= 0:
             return
-        await asyncio.gather(*(runner.wait_until(position, timeout) for runner in self.projections.values()))
+        try:
+            await asyncio.gather(
+                *(runner.wait_until(position, timeout) for runner in self.projections.values())
+            )
+        except TimeoutError:
+            raise ProjectionLagging(position, timeout) from None
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         checks: dict[str, dict[str, Any]] = {}
@@ -109,8 +115,9 @@ class ServiceContext:
             lag = head - runner.position
             if lag <= 0:
                 self._caught_up.add(name)
-            # Ready once caught up after start; a busy projection a few events behind stays ready.
-            ok = name in self._caught_up and runner.failures == 0
+            # Ready once loaded and caught up after start; a busy projection a few events behind
+            # stays ready.
+            ok = runner.loaded.is_set() and name in self._caught_up and runner.failures == 0
             checks[f"projection:{name}"] = {"ok": ok, "lag": lag, "failures": runner.failures}
         for name, policy in self.policies.items():
             checks[f"policy:{name}"] = {"ok": policy.failures == 0, "failures": policy.failures}
@@ -194,6 +201,9 @@ class ServiceRuntime:
             self._spawn(f"policy:{name}", policy.run())
         for ticker in spec.tickers:
             self._spawn(f"ticker:{ticker.name}", self._tick(ticker, context))
+        # Serve only once every projection has its tables and every policy its checkpoint.
+        runners = [*context.projections.values(), *context.policies.values()]
+        await asyncio.gather(*(runner.wait_loaded(60) for runner in runners))
 
         app = create_app(spec.name, context, list(spec.routers))
         config = uvicorn.Config(

@@ -1,2 +1,2 @@
-"""The orders service. Its domain arrives with the services issue; the package exists so the
-workspace, images and manifests have a stable place to build from."""
+"""The orders service: orders from a live (or its replay, or the web) with their price snapshot
+and attribution, the sale saga's confirmation or rejection, cancellations and refunds."""
