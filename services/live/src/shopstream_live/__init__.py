@@ -1,2 +1,2 @@
-"""The live service. Its domain arrives with the services issue; the package exists so the
-workspace, images and manifests have a stable place to build from."""
+"""The live service: live sessions with their hosts, brands and showcase; pins, flash deals,
+payment terms and audience tallies on the live's timeline (topic ``shopstream.live.session``)."""
