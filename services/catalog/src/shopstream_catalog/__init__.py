@@ -1,2 +1,2 @@
-"""The catalog service. Its domain arrives with the services issue; the package exists so the
-workspace, images and manifests have a stable place to build from."""
+"""The catalog service: brands, products with their SKUs and list prices, and the stock of every
+SKU — reserved exactly once per order, never below zero, flash-deal allocations respected."""
