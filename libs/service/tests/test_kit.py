@@ -228,3 +228,16 @@ async def test_health_readiness_metrics_correlation_and_clock(toy: RunningServic
     assert (toy.clock.now() - before).total_seconds() >= 3600
     denied = await toy.http.post("/admin/clock", json={"advance_seconds": 1}, headers=ana)
     assert denied.status_code == 403
+
+
+async def test_a_retry_answers_as_the_first_time_even_if_deciding_again_would_refuse(
+    toy: RunningService,
+) -> None:
+    ana = toy.headers("ana", "influencer")
+    await toy.http.post("/tallies/t7/add", json={"amount": 50}, headers=ana)
+    keyed = {**ana, "Idempotency-Key": "fill-up"}
+    first = await toy.http.post("/tallies/t7/add", json={"amount": 50}, headers=keyed)
+    retry = await toy.http.post("/tallies/t7/add", json={"amount": 50}, headers=keyed)
+    assert first.status_code == retry.status_code == 201
+    assert retry.json() == {"version": 1, "duplicate": True}
+    assert (await toy.http.get("/tallies/t7", headers=ana)).json()["total"] == 100

@@ -8,12 +8,14 @@ reloads and decides again on the new state, a bounded number of times.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shopstream_eventstore import EventMetadata, EventStore, StreamState, WrongExpectedVersion
+from shopstream_eventstore import EventMetadata, EventStore, RecordedEvent, StreamState, WrongExpectedVersion
 from shopstream_observability import get_logger
 from shopstream_observability.metrics import EVENTS_APPENDED
 from shopstream_processing import IssuedCommand
@@ -40,6 +42,19 @@ def event_id_for(command_id: uuid.UUID, index: int) -> uuid.UUID:
     return command_id if index == 0 else uuid.uuid5(command_id, str(index))
 
 
+def _already_executed(recorded: Sequence[RecordedEvent], command_id: uuid.UUID) -> list[RecordedEvent]:
+    """The events a command with this id wrote to the stream, if it was executed before."""
+    for start, event in enumerate(recorded):
+        if event.event_id == command_id:
+            written = [event]
+            for index, later in enumerate(recorded[start + 1 :], start=1):
+                if later.event_id != event_id_for(command_id, index):
+                    break
+                written.append(later)
+            return written
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     events: Sequence[DomainEvent]
@@ -61,11 +76,17 @@ class CommandHandler:
         self._service = service
 
     async def load(self, decider: Decider[S, Any], stream_id: str) -> tuple[S, int | None]:
+        state, version, _ = await self._load(decider, stream_id)
+        return state, version
+
+    async def _load(
+        self, decider: Decider[S, Any], stream_id: str
+    ) -> tuple[S, int | None, list[RecordedEvent]]:
         recorded = await self.store.read_stream(stream_id)
         state = decider.initial_state()
         for event in recorded:
             state = decider.evolve(state, self.catalog.decode(event))
-        return state, (recorded[-1].stream_version if recorded else None)
+        return state, (recorded[-1].stream_version if recorded else None), recorded
 
     async def execute(
         self,
@@ -78,8 +99,15 @@ class CommandHandler:
         causation_id: str | None = None,
         max_attempts: int = 20,
     ) -> Outcome:
-        for _ in range(max_attempts):
-            state, version = await self.load(decider, stream_id)
+        for attempt in range(max_attempts):
+            state, version, recorded = await self._load(decider, stream_id)
+            done = _already_executed(recorded, command_id)
+            if done:
+                # A retry (same Idempotency-Key, a policy re-run): answer as the first time did,
+                # without deciding again on a state that already contains the command's effect.
+                return Outcome(
+                    [self.catalog.decode(event) for event in done], version, done[-1].position, duplicate=True
+                )
             events = decider.decide(command, state)
             if not events:
                 return Outcome((), version, 0)
@@ -96,6 +124,8 @@ class CommandHandler:
             try:
                 result = await self.store.append(stream_id, new, expected)
             except WrongExpectedVersion:
+                # Concurrent writers on a hot stream: spread the retries out so they stop colliding.
+                await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
                 continue
             if not result.duplicate:
                 EVENTS_APPENDED.labels(self._service).inc(len(new))

@@ -17,7 +17,6 @@ from shopstream_contracts import Money
 from shopstream_contracts.base import Id, PositiveCount, Text, Title, UtcDateTime
 from shopstream_contracts.live.v1 import LiveBrand, ShowcaseItem
 from shopstream_service.auth import Authenticated, Principal, require_roles
-from shopstream_service.commands import Outcome
 from shopstream_service.domain import DomainError, NotFound
 from shopstream_service.http import context_of, correlation_id
 from shopstream_service.runtime import ServiceContext
@@ -118,13 +117,10 @@ def _command_id(principal: Principal, action: str, key: str | None) -> uuid.UUID
 async def _run(request: Request, command: LiveCommand, command_id: uuid.UUID | None = None) -> ServiceContext:
     """Executes ``command`` and returns once every projection shows its effect."""
     context = context_of(request)
-    outcome: Outcome
-    if command_id is None:
-        outcome = await handlers.execute(context, command, correlation_id=correlation_id(request))
-    else:
-        outcome = await handlers.execute_once(
-            context, command, command_id=command_id, correlation_id=correlation_id(request)
-        )
+    # A repeated command id (same Idempotency-Key) is answered by the kit as the first time was.
+    outcome = await handlers.execute(
+        context, command, command_id=command_id, correlation_id=correlation_id(request)
+    )
     await context.wait_for(outcome.position)
     return context
 

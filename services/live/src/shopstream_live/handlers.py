@@ -7,7 +7,6 @@ import uuid
 from shopstream_observability import get_logger
 from shopstream_processing import IssuedCommand
 from shopstream_service.commands import Outcome
-from shopstream_service.domain import DomainError
 from shopstream_service.runtime import ServiceContext
 
 from . import queries
@@ -35,25 +34,6 @@ async def execute(
         command_id=command_id or uuid.uuid4(),
         correlation_id=correlation_id,
     )
-
-
-async def execute_once(
-    context: ServiceContext, command: LiveCommand, *, command_id: uuid.UUID, correlation_id: str | None
-) -> Outcome:
-    """``execute`` for a command a client may send again (same Idempotency-Key, same id).
-
-    The kit makes a repeated command a no-op only when deciding again yields the same events;
-    a creation decided again is refused instead ("already exists"). So a refusal is checked
-    against the stream: if this command's first event is there, the repeat answers as a duplicate.
-    """
-    try:
-        return await execute(context, command, command_id=command_id, correlation_id=correlation_id)
-    except DomainError:
-        recorded = await context.store.read_stream(stream_id(command.live_id))
-        first = next((event for event in recorded if event.event_id == command_id), None)
-        if first is None:
-            raise
-        return Outcome((), recorded[-1].stream_version, first.position, duplicate=True)
 
 
 async def end_sold_out_deal(context: ServiceContext, issued: IssuedCommand[DealSoldOut]) -> Outcome | None:
