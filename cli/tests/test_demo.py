@@ -1,5 +1,6 @@
-"""`shopstream demo` (what `make demo` runs) as a user runs it, in a process of its own: it must
-finish by itself and report every event delivered exactly once and an identical rebuild."""
+"""`shopstream demo-backbone` (the event backbone's round trip) as a user runs it, in a process of
+its own: it must finish by itself and report every event delivered exactly once and an identical
+rebuild."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ SHOPSTREAM = str(Path(sys.executable).with_name("shopstream"))
 
 def test_the_demo_moves_every_event_exactly_once_and_rebuilds_identically() -> None:
     result = subprocess.run(
-        [SHOPSTREAM, "demo", "--events", "1200", "--orders", "40", "--json"],
+        [SHOPSTREAM, "demo-backbone", "--events", "1200", "--orders", "40", "--json"],
         env=os.environ,
         capture_output=True,
         text=True,

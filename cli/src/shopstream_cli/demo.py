@@ -1,10 +1,15 @@
-"""`shopstream demo`: the event backbone end to end, on real infrastructure, narrated.
+"""`shopstream demo`: a live sale through the five services, and the backbone on its own.
 
-Until the five services exist, the demo is the backbone's round trip: an `orders` event store
-is filled with contract events, its relay publishes them to a real Kafka broker started for
-the demo, and a `commission` inbox stores them in its own event store. Then it does what
-production will do to it: delivers everything a second time, slips in a poison message, and
-reconciles the two stores event by event.
+- ``shopstream demo`` (what `make demo` runs) starts the whole platform on this machine — Kafka and
+  the five services as separate processes, SQLite stores by default or PostgreSQL — drives a
+  scripted live sale through their public HTTP APIs only (:mod:`shopstream_cli.sale`), prints the
+  report read back from their projections, and stops everything. It fails (exit code 1) when any
+  reconciliation check is not zero.
+- ``shopstream demo-backbone`` is the event backbone's round trip on real infrastructure: an
+  `orders` event store is filled with contract events, its relay publishes them to a real Kafka
+  broker started for the demo, and a `commission` inbox stores them in its own event store. Then
+  it does what production will do to it: delivers everything a second time, slips in a poison
+  message, and reconciles the two stores event by event.
 """
 
 from __future__ import annotations
@@ -38,12 +43,199 @@ from shopstream_processing import ProjectionRunner, RebuildResult, Row, Statemen
 from shopstream_processing.sqlite import SqliteReadModel
 from shopstream_testing.contract_events import order_events
 
+from .platform import Platform, PlatformError, Store
+from .sale import SaleError, SaleReport, run_live_sale
+
 ORDERS_TOPIC = REGISTRY.topic("shopstream.orders.OrderPlaced").name
 CONFIRMED = OrderConfirmed.contract.type
 PUBLISHED = "shopstream_relay_published_total"
 
 
 def demo(
+    store: Annotated[str, typer.Option(help="sqlite (embedded, a file per service) or postgres.")] = "sqlite",
+    buyers: Annotated[int, typer.Option(help="Buyers rushing the flash deal.")] = 300,
+    deal_units: Annotated[int, typer.Option(help="Units of the flash deal.")] = 30,
+    per_buyer_cap: Annotated[int, typer.Option(help="Deal units one buyer may hold.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+) -> None:
+    """Start the platform, drive a live sale through its HTTP APIs, print the reconciled report."""
+    if store not in ("sqlite", "postgres"):
+        raise typer.BadParameter("use sqlite or postgres", param_hint="--store")
+    chosen: Store = "postgres" if store == "postgres" else "sqlite"
+    configure_logging("demo", "WARNING")
+    # With --json, stdout carries only the JSON object; the narration goes to stderr.
+    console = Console(stderr=as_json)
+    try:
+        summary, report = _live_sale(console, chosen, buyers, deal_units, per_buyer_cap)
+    except (PlatformError, SaleError, ValueError) as exc:
+        console.print(f"[red]The demo could not finish:[/] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_sale_report(console, report, summary["store"], summary["platform_start_seconds"])
+    if not report.reconciled:
+        raise typer.Exit(1)
+
+
+def _live_sale(
+    console: Console, store: Store, buyers: int, deal_units: int, cap: int
+) -> tuple[dict[str, Any], SaleReport]:
+    with tempfile.TemporaryDirectory(prefix="shopstream-demo-") as workdir:
+        # Version 1 of chat's banned-word list comes from configuration.
+        env = {"SHOPSTREAM_CHAT_BANNED_WORDS": "counterfeit,scam,replica"}
+        platform = Platform(Path(workdir), store=store, clock_control=True, env=env)
+        try:
+            with console.status(
+                f"Starting Kafka{', PostgreSQL' if store == 'postgres' else ''} and the five services…"
+            ):
+                started = time.monotonic()
+                platform.start()
+                start_seconds = round(time.monotonic() - started, 1)
+            console.print(
+                f"Platform up in {start_seconds:.1f}s ({store} stores): "
+                + ", ".join(f"{name} {service.url}" for name, service in platform.services.items())
+            )
+            urls = {name: service.url for name, service in platform.services.items()}
+            narrate = _narrator(console)
+            report = asyncio.run(
+                run_live_sale(urls, buyers=buyers, deal_units=deal_units, per_buyer_cap=cap, narrate=narrate)
+            )
+        finally:
+            with console.status("Stopping the platform…"):
+                platform.stop()
+    return {"store": store, "platform_start_seconds": start_seconds, **report.to_json()}, report
+
+
+def _narrator(console: Console) -> Callable[[str], None]:
+    started = time.monotonic()
+
+    def narrate(line: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.2f}s[/] {line}")
+
+    return narrate
+
+
+def _amount(minor: int) -> str:
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{whole:,}.{cents:02d}"
+
+
+def print_sale_report(console: Console, report: SaleReport, store: str, start_seconds: float) -> None:
+    """The live sale's report as tables."""
+    ids, params, orders, deal = report.ids, report.parameters, report.orders, report.deal
+    console.print(
+        f"\n[bold]Live {ids.live_id}[/] — brand {ids.brand_id}, hosts {', '.join(ids.host_ids)}; "
+        f"{params.buyers} buyers for {params.deal_units} deal units at {_amount(params.deal_price)} BRL "
+        f"(list {_amount(params.list_price_deal_sku)}), at most {params.per_buyer_cap} per buyer"
+    )
+    table = Table_(title="Orders", show_header=False)
+    table.add_row("order requests (double clicks included)", f"{orders.requests:,}")
+    table.add_row("idempotency keys → orders", f"{orders.idempotency_keys:,} → {orders.orders:,}")
+    table.add_row("double clicks → orders", f"{orders.double_clicks:,} → {orders.double_click_orders:,}")
+    table.add_row("confirmed", f"{orders.confirmed:,}")
+    table.add_row("rejected", f"{orders.rejected:,}")
+    for reason, count in orders.rejected_by_reason.items():
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("cancelled after confirmation", str(orders.cancelled))
+    table.add_row("partially refunded", str(orders.partially_refunded))
+    table.add_row("paid in interest-free installments", str(orders.paid_in_installments))
+    table.add_row("GMV (confirmed orders)", f"{_amount(orders.gmv)} BRL")
+    table.add_row("refunded", f"{_amount(orders.refunded)} BRL")
+    table.add_row("net", f"{_amount(orders.net)} BRL")
+    console.print(table)
+
+    units = Table_(title="Units")
+    for column in ("SKU", "received", "sold", "returned", "on hand", "reserved", "available"):
+        units.add_column(column, justify="left" if column == "SKU" else "right")
+    for sku in report.units:
+        units.add_row(
+            sku.label,
+            *(str(n) for n in (sku.stock_received, sku.units_sold, sku.units_returned, sku.on_hand)),
+            str(sku.reserved),
+            str(sku.available),
+        )
+    console.print(units)
+    console.print(
+        f"Flash deal: {deal.units_sold} of {deal.units} units sold in {deal.orders_confirmed} orders to "
+        f"{deal.buyers} buyers (at most {deal.most_units_one_buyer} each, cap {deal.per_buyer_cap}); "
+        f"{deal.units_left} left, ended: {deal.end_reason}"
+    )
+
+    commission = report.commission
+    hosts = Table_(
+        title=f"Commission: agreement {commission.agreement_id}, {commission.rate_bps / 100:g}% "
+        f"of sales, {commission.holdback_days}-day holdback (BRL)"
+    )
+    for column in (
+        "host",
+        "share",
+        "accruals",
+        "accrued",
+        "reversed",
+        "released",
+        "held",
+        "statement closing",
+    ):
+        hosts.add_column(column, justify="left" if column == "host" else "right")
+    for host in commission.hosts:
+        hosts.add_row(
+            host.influencer_id,
+            f"{host.share_bps / 100:g}%",
+            str(host.accruals),
+            _amount(host.accrued),
+            _amount(host.reversed),
+            _amount(host.released),
+            _amount(host.held),
+            _amount(host.statement_closing),
+        )
+    console.print(hosts)
+
+    live = report.live
+    on_air = Table_(title=f"The live ({live.status})", show_header=False)
+    on_air.add_row("on air (by its clock)", f"{live.on_air_seconds:,.1f}s")
+    on_air.add_row(
+        "showcase products / payment terms offered", f"{live.showcase_products} / {live.payment_terms}"
+    )
+    on_air.add_row(
+        "audience windows, peak viewers, joins, likes",
+        f"{live.audience_windows}, {live.peak_concurrent_viewers}, {live.joins}, {live.likes}",
+    )
+    on_air.add_row("timeline", ", ".join(f"{kind} {n}" for kind, n in live.timeline.items()))
+    console.print(on_air)
+
+    chat = report.chat
+    room = Table_(title=f"Chat room ({chat.room_status})", show_header=False)
+    room.add_row("messages posted", str(chat.messages))
+    room.add_row("visible to a late joiner (last N)", str(chat.visible_messages))
+    room.add_row(f"blocked: banned word (list v{chat.banned_words_version})", str(chat.blocked_banned_word))
+    room.add_row("blocked: slow mode", str(chat.blocked_slow_mode))
+    room.add_row("blocked: muted", str(chat.blocked_muted))
+    room.add_row("removed by a moderator", str(chat.removed))
+    room.add_row("questions / answered", f"{chat.questions} / {chat.answered}")
+    room.add_row("mutes", str(chat.mutes))
+    room.add_row(
+        "live feed (SSE) seen by a viewer",
+        ", ".join(f"{kind} {n}" for kind, n in chat.feed_events_seen_live.items()),
+    )
+    console.print(room)
+
+    checks = Table_(title="Reconciliation (all must be 0)")
+    checks.add_column("check")
+    checks.add_column("value", justify="right")
+    for name, value in report.checks.model_dump().items():
+        checks.add_row(name.replace("_", " "), f"[green]{value}[/]" if value == 0 else f"[red]{value}[/]")
+    console.print(checks)
+    timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in report.timings_seconds.items())
+    console.print(f"Platform ({store}) started in {start_seconds:.1f}s; sale: {timings}")
+    verdict = (
+        "[green]reconciled[/]" if report.reconciled else f"[red]NOT reconciled: {report.checks.failing()}[/]"
+    )
+    console.print(f"The sale {verdict}.")
+
+
+def demo_backbone(
     events: Annotated[int, typer.Option(help="How many order events to move.")] = 20_000,
     orders: Annotated[int, typer.Option(help="How many orders (Kafka keys) they belong to.")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
@@ -52,16 +244,16 @@ def demo(
     configure_logging("demo", "WARNING")
     # With --json, stdout carries only the JSON object; the narration goes to stderr.
     console = Console(stderr=as_json)
-    summary = asyncio.run(_demo(console, events, orders))
+    summary = asyncio.run(_backbone(console, events, orders))
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        _print(console, summary)
+        _print_backbone(console, summary)
     if not (summary["delivery"]["exact"] and summary["projection"]["rebuilt_identical"]):
         raise typer.Exit(1)
 
 
-async def _demo(console: Console, count: int, keys: int) -> dict[str, Any]:
+async def _backbone(console: Console, count: int, keys: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="shopstream-demo-") as workdir:
         work = Path(workdir)
         node = KafkaNode(work / "kafka", ephemeral=True)
@@ -232,7 +424,7 @@ def _send_poison(bootstrap: str) -> None:
     producer.flush(10)
 
 
-def _print(console: Console, summary: dict[str, Any]) -> None:
+def _print_backbone(console: Console, summary: dict[str, Any]) -> None:
     delivery, projection = summary["delivery"], summary["projection"]
     table = Table_(title="Backbone round trip", show_header=False)
     table.add_row("events appended to orders", f"{summary['events_appended']:,}")

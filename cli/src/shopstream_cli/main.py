@@ -2,7 +2,7 @@
 
 import typer
 
-from shopstream_cli.demo import demo
+from shopstream_cli.demo import demo, demo_backbone
 from shopstream_cli.infra import app as infra_app
 from shopstream_cli.tokens import app as token_app
 from shopstream_cli.up import up
@@ -12,3 +12,4 @@ app.add_typer(infra_app, name="infra")
 app.add_typer(token_app, name="token")
 app.command()(up)
 app.command()(demo)
+app.command("demo-backbone")(demo_backbone)
