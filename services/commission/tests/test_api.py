@@ -161,8 +161,9 @@ class World:
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float, message: str) -> T:
-    """``wait_until_async`` for an async probe, typed (mypy cannot solve the kit's signature for it)."""
-    result: T = await wait_until_async(probe, timeout=timeout, message=message)  # type: ignore[arg-type]
+    """``wait_until_async`` for a probe that answers None until the outcome is there."""
+    result = await wait_until_async(probe, timeout=timeout, message=message)
+    assert result is not None
     return result
 
 
