@@ -124,21 +124,46 @@ class ServiceContext:
         return checks
 
 
-async def open_stores(url: str, service: str) -> tuple[EventStore, ReadModelDb]:
-    """The store and read-model database a store URL names (``sqlite:///path``, ``postgresql://``)."""
+async def open_stores(
+    url: str, service: str, readmodel_url: str | None = None
+) -> tuple[EventStore, ReadModelDb]:
+    """The event store a URL names and the read-model database for its projections.
+
+    ``sqlite:///<path>`` and ``postgresql://…`` hold both (a schema per service on PostgreSQL);
+    ``kurrentdb://…`` holds only events (streams prefixed by the service name), so its read
+    models need ``readmodel_url`` (PostgreSQL or SQLite).
+    """
     if url.startswith("sqlite:///"):
         from shopstream_eventstore.sqlite import SqliteEventStore
-        from shopstream_processing.sqlite import SqliteReadModel
 
-        path = url.removeprefix("sqlite:///")
-        return await SqliteEventStore.open(path), await SqliteReadModel.open(path)
-    if url.startswith(("postgresql://", "postgres://")):
+        store: EventStore = await SqliteEventStore.open(url.removeprefix("sqlite:///"))
+    elif url.startswith(("postgresql://", "postgres://")):
         from shopstream_eventstore.postgres import PostgresEventStore
-        from shopstream_processing.postgres import PostgresReadModel
 
         store = await PostgresEventStore.open(url, service)
-        return store, await PostgresReadModel.open(url, f"{service}_read")
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///<path> or postgresql://...")
+    elif url.startswith(("kurrentdb://", "kurrentdb+discover://", "esdb://", "esdb+discover://")):
+        from shopstream_eventstore.kurrentdb import KurrentDBEventStore
+
+        if readmodel_url is None:
+            raise ValueError("a KurrentDB store holds only events: set SHOPSTREAM_READMODEL_URL too")
+        store = await KurrentDBEventStore.open(url, prefix=service)
+    else:
+        raise ValueError(
+            f"unsupported store URL {url!r}: use sqlite:///<path>, postgresql://… or kurrentdb://…"
+        )
+    return store, await open_readmodel(readmodel_url or url, service)
+
+
+async def open_readmodel(url: str, service: str) -> ReadModelDb:
+    if url.startswith("sqlite:///"):
+        from shopstream_processing.sqlite import SqliteReadModel
+
+        return await SqliteReadModel.open(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from shopstream_processing.postgres import PostgresReadModel
+
+        return await PostgresReadModel.open(url, f"{service}_read")
+    raise ValueError(f"unsupported read-model URL {url!r}: use sqlite:///<path> or postgresql://…")
 
 
 class ServiceRuntime:
@@ -152,7 +177,9 @@ class ServiceRuntime:
 
     async def start(self) -> ServiceContext:
         spec, settings = self.spec, self.settings
-        store, readmodel = await open_stores(settings.store_url_for(spec.name), spec.name)
+        store, readmodel = await open_stores(
+            settings.store_url_for(spec.name), spec.name, settings.readmodel_url_for(spec.name)
+        )
         catalog = EventCatalog(spec.internal_events)
         context = ServiceContext(
             name=spec.name,

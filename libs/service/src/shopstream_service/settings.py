@@ -16,8 +16,14 @@ class ServiceSettings(BaseSettings):
 
     store_url: str = Field(
         default="sqlite:///.local/data/{service}.sqlite",
-        description="Event store and read models: sqlite:///<path> (embedded) or postgresql://... "
-        "({service} is replaced by the service name; PostgreSQL uses a schema per service).",
+        description="Event store (and read models, unless SHOPSTREAM_READMODEL_URL is set): "
+        "sqlite:///<path> (embedded), postgresql://... (a schema per service) or kurrentdb://... "
+        "(streams prefixed by the service; {service} is replaced by the service name).",
+    )
+    readmodel_url: str | None = Field(
+        default=None,
+        description="Where projections live when not beside the events (required with a KurrentDB "
+        "store): sqlite:///<path> or postgresql://... ({service} replaced).",
     )
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
@@ -40,3 +46,6 @@ class ServiceSettings(BaseSettings):
 
     def store_url_for(self, service: str) -> str:
         return self.store_url.replace("{service}", service)
+
+    def readmodel_url_for(self, service: str) -> str | None:
+        return None if self.readmodel_url is None else self.readmodel_url.replace("{service}", service)
