@@ -13,11 +13,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 MYPY_PATHS = $(wildcard contracts/src libs/*/src services/*/src cli/src)
 
-.PHONY: help setup test demo infra-up infra-down clean distclean
+.PHONY: help setup test check-deploy demo infra-up infra-down clean distclean
 
 help:
 	@echo "make demo        set up, then run the demo"
 	@echo "make test        set up, then lint, type-check and run the whole test suite"
+	@echo "make check-deploy  validate Dockerfiles, compose and Kubernetes manifests offline"
 	@echo "make setup       install tools, the virtualenv and the Kafka jars (idempotent)"
 	@echo "make infra-up    start local Kafka + PostgreSQL in the background"
 	@echo "make infra-down  stop them"
@@ -43,6 +44,10 @@ test: setup
 	$(RUN) mypy $(MYPY_PATHS)
 	$(RUN) python -m shopstream_contracts.generate --check
 	$(RUN) pytest
+
+# The deploy folder alone (images, compose, kustomize overlays, topic sets); `make test` runs it too.
+check-deploy: setup
+	$(RUN) pytest tests/deploy
 
 demo: setup
 	$(RUN) shopstream demo
