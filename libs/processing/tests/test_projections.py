@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shopstream_eventstore import AppendRequest, EventStore, RecordedEvent
 from shopstream_processing import (
@@ -330,3 +331,34 @@ async def test_two_runners_of_one_projection_never_apply_an_event_twice(backend:
         await caught_up(two, store)
     db = await backend.db()
     assert await stock_rows(db) == expected_stock(await everything(store))
+
+
+async def test_a_runner_that_loses_the_checkpoint_race_follows_on_without_a_failure(backend: Backend) -> None:
+    """Two replicas of a service run the same projection on one database: whichever applies a
+    batch first wins, the other finds the checkpoint moved. That is how replicas share the work,
+    not a failure: the loser must not back off, report itself unhealthy or log an error, and its
+    read-your-writes must follow the winner's checkpoint."""
+    store = backend.store
+    service = f"two-runners-{backend.kind}"
+    runners = [
+        ProjectionRunner(store, await backend.db(), StockProjection(), service=service) for _ in range(2)
+    ]
+
+    def failures() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "shopstream_processing_failures_total", {"service": service, "runner": "projection:stock"}
+            )
+            or 0.0
+        )
+
+    async with running(*runners):
+        for runner in runners:
+            await runner.wait_loaded(10)
+        for seed in range(30):
+            positions = await append_stock(store, 10, seed)
+            # Both follow every append at once (the default backoff would make a loser wait).
+            await asyncio.gather(*(runner.wait_until(positions[-1], 5) for runner in runners))
+        assert [runner.failures for runner in runners] == [0, 0]
+        assert failures() == 0
+    assert await stock_rows(await backend.db()) == expected_stock(await everything(store))

@@ -201,6 +201,16 @@ class ProjectionRunner(FollowingRunner):
     # -- the live loop --------------------------------------------------------------------
 
     async def _follow(self) -> None:
+        while True:
+            try:
+                await self._follow_serving()
+            except CheckpointMoved as moved:
+                # Another runner of this projection (a replica of the service on the same
+                # database) applied these events first. That is how replicas share the work, not
+                # a failure: no backoff, no error; reload the checkpoint and follow on from it.
+                log.debug("projection.checkpoint_moved", projection=self.name, detail=str(moved))
+
+    async def _follow_serving(self) -> None:
         async with self._lock:
             serving = await self._load()
         if serving.version != self._projection.version:
@@ -245,8 +255,17 @@ class ProjectionRunner(FollowingRunner):
         if serving is None:
             serving = self._new_generation(generations, serving=True)
             views = [self._view(stable, physical) for stable, physical in serving.tables.items()]
-            await self._db.transaction([*self._create(serving), *views])
-            log.info("projection.created", projection=self.name, generation=serving.number)
+            try:
+                await self._db.transaction([*self._create(serving), *views])
+            except Exception:
+                # Replicas starting together on an empty database: one creates the generation,
+                # the others' transactions fail on it (rolled back whole) and take it from there.
+                created = next((g for g in await self._rows() if g.serving), None)
+                if created is None:
+                    raise
+                serving = created
+            else:
+                log.info("projection.created", projection=self.name, generation=serving.number)
         self._serving = serving
         # A generation of another version is only a stand-in: readers running this code expect
         # this version's tables, so read-your-writes waits for the rebuild.
