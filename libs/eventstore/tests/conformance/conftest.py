@@ -8,7 +8,6 @@ skipped otherwise, never as passed.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -44,9 +43,12 @@ async def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Async
             return await PostgresEventStore.open(dsn, "conformance")
 
     else:
-        url = os.environ.get("KURRENTDB_URL")
+        url: str | None = request.getfixturevalue("kurrentdb_url")
         if not url:
-            pytest.skip("KurrentDB conformance needs a reachable server: set KURRENTDB_URL")
+            pytest.skip(
+                "KurrentDB conformance needs a server: set KURRENTDB_URL, or run where a Docker "
+                "engine is available (testcontainers starts one)"
+            )
         from shopstream_eventstore.kurrentdb import KurrentDBEventStore
 
         # One server serves many runs: a fresh stream-name prefix isolates this test.

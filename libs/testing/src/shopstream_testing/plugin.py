@@ -16,6 +16,7 @@ import pytest
 
 from shopstream_infra import KafkaNode, PostgresCluster, remove_temporary_data_dir, temporary_data_dir
 from shopstream_infra.procs import install_signal_handlers
+from shopstream_testing.kurrentdb import kurrentdb_server
 
 
 class KafkaNodeFactory(Protocol):
@@ -66,6 +67,14 @@ def kafka_node_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kaf
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.fixture(scope="session")
+def kurrentdb_url() -> Iterator[str | None]:
+    """A KurrentDB server: ``KURRENTDB_URL``, else one started by testcontainers where a Docker
+    engine runs, else None (tests using it skip, and say why)."""
+    with kurrentdb_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
