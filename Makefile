@@ -11,13 +11,15 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --frozen --all-packages
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
-MYPY_PATHS = $(wildcard contracts/src libs/*/src services/*/src cli/src)
+MYPY_PATHS = $(wildcard contracts/src libs/*/src services/*/src cli/src analytics/src bench/src)
 
-.PHONY: help setup test check-deploy demo infra-up infra-down clean distclean
+.PHONY: help setup test check-deploy demo bench bench-quick infra-up infra-down clean distclean
 
 help:
 	@echo "make demo        set up, then run the demo"
 	@echo "make test        set up, then lint, type-check and run the whole test suite"
+	@echo "make bench-quick every benchmark against its raw baseline, small sizes (< 10 min)"
+	@echo "make bench       the same at full size; both write bench/results/<date>-<host>.{json,md}"
 	@echo "make check-deploy  validate Dockerfiles, compose and Kubernetes manifests offline"
 	@echo "make setup       install tools, the virtualenv and the Kafka jars (idempotent)"
 	@echo "make infra-up    start local Kafka + PostgreSQL in the background"
@@ -51,6 +53,12 @@ check-deploy: setup
 
 demo: setup
 	$(RUN) shopstream demo
+
+bench: setup
+	$(RUN) shopstream-bench run --profile full
+
+bench-quick: setup
+	$(RUN) shopstream-bench run --profile quick
 
 infra-up: setup
 	$(RUN) shopstream infra up

@@ -1,0 +1,1 @@
+"""One module per benchmark; each defines ``BENCHMARK`` (see ``shopstream_bench.registry``)."""
