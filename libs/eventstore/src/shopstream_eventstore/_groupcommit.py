@@ -1,8 +1,8 @@
 """Group commit: concurrent appends share one transaction (and one fsync).
 
-Every caller's unit (one ``append`` or one ``append_many``) runs inside its own savepoint, so
-a conflict fails that caller alone while the others commit together. A store with 64
-concurrent writers therefore pays for a handful of commits instead of 64.
+Every caller's unit (one ``append`` or one ``append_many``) is decided on its own
+(``_planning``), so a conflict fails that caller alone while the others commit together. A
+store with 64 concurrent writers therefore pays for a handful of commits instead of 64.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ._catchup import AppendSignal
 from .model import AppendRequest, AppendResult, ExpectedVersion, NewEvent, StreamState
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class PendingUnit:
     requests: Sequence[AppendRequest]
     done: asyncio.Future[list[AppendResult]] = field(
@@ -26,9 +26,10 @@ class PendingUnit:
     error: BaseException | None = None
 
 
-WriteGroup = Callable[[list[PendingUnit]], Awaitable[None]]
-"""Writes a group in one transaction, filling each unit's ``results`` or ``error``. If it raises,
-nothing of the group was committed."""
+WriteGroup = Callable[[list[PendingUnit]], Awaitable[list[PendingUnit]]]
+"""Writes a group in one transaction, filling each unit's ``results`` or ``error``, and returns
+the units it deferred to the next group (neither written nor failed). If it raises, nothing of
+the group was committed."""
 
 
 class GroupCommitter:
@@ -53,13 +54,15 @@ class GroupCommitter:
             self._task = None
 
     async def _run(self) -> None:
+        deferred: list[PendingUnit] = []
         while True:
-            group = [await self._queue.get()]
+            group = deferred or [await self._queue.get()]
             while len(group) < self._max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             try:
-                await self._write_group(group)
+                deferred = await self._write_group(group)
             except BaseException as exc:
+                deferred = []
                 for unit in group:
                     if not unit.done.done():
                         unit.done.set_exception(exc)
@@ -68,7 +71,7 @@ class GroupCommitter:
                 continue
             self.on_commit()
             for unit in group:
-                if unit.done.done():
+                if unit.done.done() or unit in deferred:
                     continue
                 if unit.error is not None:
                     unit.done.set_exception(unit.error)
@@ -101,4 +104,4 @@ class GroupCommitStore(ABC):
         return await self._committer.submit(requests)
 
     @abstractmethod
-    async def _write_group(self, group: list[PendingUnit]) -> None: ...
+    async def _write_group(self, group: list[PendingUnit]) -> list[PendingUnit]: ...

@@ -16,6 +16,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -23,16 +24,16 @@ from asyncpg.pool import PoolConnectionProxy
 from . import _serialization as ser
 from ._catchup import follow
 from ._groupcommit import GroupCommitStore, PendingUnit
-from ._versioning import check_expected, retry_result
-from .errors import DuplicateEventId, EventStoreError, StoreUnavailable
-from .model import AppendRequest, AppendResult, RecordedEvent
+from ._planning import GroupPlan, Stored, group_ids, group_streams, plan_group
+from .errors import StoreUnavailable
+from .model import RecordedEvent
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 _COLUMNS = "event_id, stream_id, stream_version, position, type, data_version, data, metadata, recorded_at"
 
 
-def _ddl(schema: str) -> str:
+def ddl(schema: str) -> str:
     return f"""
 CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {schema}.events (
@@ -93,7 +94,7 @@ class PostgresEventStore(GroupCommitStore):
         async with self._pool.acquire() as conn, conn.transaction():
             # Two replicas starting together would race on CREATE ... IF NOT EXISTS.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._schema)
-            await conn.execute(_ddl(self._schema))
+            await conn.execute(ddl(self._schema))
         # A connection of its own: a pooled one would lose its LISTEN when reset on release.
         self._listener = await asyncpg.connect(self._dsn)
         await self._listener.add_listener(self._channel, self._on_notify)
@@ -129,7 +130,10 @@ class PostgresEventStore(GroupCommitStore):
         return [_row_to_event(row) for row in rows]
 
     async def head_position(self) -> int:
-        return int(await self._pool.fetchval(f"SELECT coalesce(max(position), 0) FROM {self._schema}.events"))
+        return await self._head(self._pool)
+
+    async def _head(self, db: asyncpg.Pool | PoolConnectionProxy[asyncpg.Record]) -> int:
+        return int(await db.fetchval(f"SELECT coalesce(max(position), 0) FROM {self._schema}.events"))
 
     def subscribe(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RecordedEvent]]:
         return follow(self.read_all, self._signal, after_position, batch_size, self._poll_interval)
@@ -157,72 +161,67 @@ class PostgresEventStore(GroupCommitStore):
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _write_group(self, group: list[PendingUnit]) -> None:
+    async def _write_group(self, group: list[PendingUnit]) -> list[PendingUnit]:
+        """The whole group in four round trips whatever its size: lock, one lookup of what the
+        group touches, one statement that inserts every event, upserts every stream and notifies
+        the listeners, commit."""
         now = self._clock()
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._schema)
-            for unit in group:
-                try:
-                    async with conn.transaction():
-                        unit.results = [
-                            await self._append_one(conn, request, now) for request in unit.requests
-                        ]
-                except EventStoreError as exc:
-                    unit.error = exc
-            await conn.execute("SELECT pg_notify($1, '')", self._channel)
-
-    async def _append_one(
-        self, conn: PoolConnectionProxy[asyncpg.Record], request: AppendRequest, now: datetime
-    ) -> AppendResult:
         schema = self._schema
-        stream_id = request.stream_id
-        ids = [event.event_id for event in request.events]
-        if len(set(ids)) != len(ids):
-            raise DuplicateEventId(next(i for i in ids if ids.count(i) > 1), "appears twice in one append")
-        if ids:
-            found = [
-                (row[0], row[1], int(row[2]), int(row[3]))
-                for row in await conn.fetch(
-                    f"SELECT event_id, stream_id, stream_version, position FROM {schema}.events "
-                    "WHERE event_id = ANY($1::uuid[])",
-                    ids,
-                )
-            ]
-            retry = retry_result(stream_id, ids, found)
-            if retry is not None:
-                return retry
-        version = await conn.fetchval(f"SELECT version FROM {schema}.streams WHERE stream_id = $1", stream_id)
-        current: int | None = None if version is None else int(version)
-        check_expected(stream_id, request.expected_version, current)
-        if not ids:
-            head = await conn.fetchval(f"SELECT coalesce(max(position), 0) FROM {schema}.events")
-            return AppendResult(stream_id, -1 if current is None else current, int(head))
-        first = 0 if current is None else current + 1
-        events = request.events
-        position = await conn.fetchval(
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", schema)
+            stored: dict[UUID, Stored] = {}
+            versions: dict[str, int] = {}
+            for event_id, stream_id, version, position in await conn.fetch(
+                f"SELECT event_id, stream_id, stream_version, position FROM {schema}.events "
+                "WHERE event_id = ANY($1::uuid[]) "
+                f"UNION ALL SELECT NULL, stream_id, version, NULL FROM {schema}.streams "
+                "WHERE stream_id = ANY($2::text[])",
+                group_ids(group),
+                group_streams(group),
+            ):
+                if event_id is None:
+                    versions[stream_id] = int(version)
+                else:
+                    stored[event_id] = Stored(stream_id, int(version), int(position))
+            plan, deferred = plan_group(group, stored, versions)
+            positions = await self._insert(conn, plan, now) if plan.rows else []
+            head = positions[0] - 1 if positions else await self._head(conn)
+        plan.finish(lambda n: head if n < 0 else positions[n])
+        return deferred
+
+    async def _insert(
+        self, conn: PoolConnectionProxy[asyncpg.Record], plan: GroupPlan, now: datetime
+    ) -> list[int]:
+        """Positions of ``plan.rows`` in order (allocated in row order under the lock)."""
+        schema = self._schema
+        rows = plan.rows
+        records = await conn.fetch(
             f"WITH inserted AS (INSERT INTO {schema}.events "
             "(event_id, stream_id, stream_version, type, data_version, data, metadata, recorded_at) "
-            "SELECT e.id, $2, e.version, e.type, e.data_version, e.data::jsonb, e.metadata::jsonb, $3 "
-            "FROM unnest($1::uuid[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[]) "
-            "WITH ORDINALITY AS e(id, version, type, data_version, data, metadata, n) ORDER BY e.n "
-            "RETURNING position) SELECT max(position) FROM inserted",
-            ids,
-            stream_id,
+            "SELECT e.id, e.stream_id, e.version, e.type, e.data_version, e.data::jsonb, "
+            "e.metadata::jsonb, $8 "
+            "FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[], "
+            "$7::text[]) "
+            "WITH ORDINALITY AS e(id, stream_id, version, type, data_version, data, metadata, n) "
+            "ORDER BY e.n RETURNING position), "
+            f"streams AS (INSERT INTO {schema}.streams (stream_id, version) "
+            "SELECT * FROM unnest($9::text[], $10::bigint[]) "
+            "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version), "
+            "notified AS (SELECT pg_notify($11, '')) "
+            "SELECT position FROM inserted, notified ORDER BY position",
+            [row.event.event_id for row in rows],
+            [row.stream_id for row in rows],
+            [row.stream_version for row in rows],
+            [row.event.type for row in rows],
+            [row.event.data_version for row in rows],
+            [ser.dump_data(row.event) for row in rows],
+            [ser.dump_metadata(row.event.metadata) for row in rows],
             now,
-            [first + offset for offset in range(len(events))],
-            [event.type for event in events],
-            [event.data_version for event in events],
-            [ser.dump_data(event) for event in events],
-            [ser.dump_metadata(event.metadata) for event in events],
+            list(plan.written_streams),
+            list(plan.written_streams.values()),
+            self._channel,
         )
-        last_version = first + len(ids) - 1
-        await conn.execute(
-            f"INSERT INTO {schema}.streams (stream_id, version) VALUES ($1, $2) "
-            "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-            stream_id,
-            last_version,
-        )
-        return AppendResult(stream_id, last_version, int(position))
+        return [int(record[0]) for record in records]
 
 
 def _row_to_event(row: asyncpg.Record) -> RecordedEvent:

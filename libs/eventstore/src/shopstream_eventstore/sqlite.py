@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +23,9 @@ from uuid import UUID
 from . import _serialization as ser
 from ._catchup import follow
 from ._groupcommit import GroupCommitStore, PendingUnit
-from ._versioning import check_expected, retry_result
-from .errors import DuplicateEventId, EventStoreError
-from .model import AppendRequest, AppendResult, RecordedEvent
+from ._planning import Stored, group_ids, group_streams, plan_group
+from .errors import EventStoreError
+from .model import RecordedEvent
 
 T = TypeVar("T")
 
@@ -194,27 +194,76 @@ class SqliteEventStore(GroupCommitStore):
 
         return await self._reader.run(query)
 
-    async def _write_group(self, group: list[PendingUnit]) -> None:
+    async def _write_group(self, group: list[PendingUnit]) -> list[PendingUnit]:
         now = self._clock().isoformat()
-        await self._writer.run(lambda conn: _write_group(conn, group, now))
+        return await self._writer.run(lambda conn: _write_group(conn, group, now))
 
 
-def _write_group(conn: sqlite3.Connection, group: list[PendingUnit], now: str) -> None:
+_CHUNK = 500
+"""Parameters per ``IN (...)`` lookup: far below SQLite's limit, and a prepared statement per size."""
+
+_INSERT = (
+    "INSERT INTO events (position, event_id, stream_id, stream_version, type, data_version, data, "
+    "metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STREAM = (
+    "INSERT INTO streams (stream_id, version) VALUES (?, ?) "
+    "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
+)
+
+
+def _write_group(conn: sqlite3.Connection, group: list[PendingUnit], now: str) -> list[PendingUnit]:
+    """The whole group in one transaction: two lookups, one insert of every event, one upsert of
+    every stream. Positions are given explicitly: under ``BEGIN IMMEDIATE`` this connection is
+    the only writer, so the head cannot move while the group is planned."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for unit in group:
-            conn.execute("SAVEPOINT unit")
-            try:
-                unit.results = [_append_one(conn, request, now) for request in unit.requests]
-            except EventStoreError as exc:
-                conn.execute("ROLLBACK TO unit")
-                unit.error = exc
-            conn.execute("RELEASE unit")
+        stored = {
+            UUID(row[0]): Stored(row[1], row[2], row[3])
+            for row in _lookup(
+                conn,
+                "SELECT event_id, stream_id, stream_version, position FROM events WHERE event_id IN",
+                [str(i) for i in group_ids(group)],
+            )
+        }
+        versions = dict(
+            _lookup(conn, "SELECT stream_id, version FROM streams WHERE stream_id IN", group_streams(group))
+        )
+        head = int(conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
+        plan, deferred = plan_group(group, stored, versions)
+        conn.executemany(
+            _INSERT,
+            [
+                (
+                    head + 1 + n,
+                    str(row.event.event_id),
+                    row.stream_id,
+                    row.stream_version,
+                    row.event.type,
+                    row.event.data_version,
+                    ser.dump_data(row.event),
+                    ser.dump_metadata(row.event.metadata),
+                    now,
+                )
+                for n, row in enumerate(plan.rows)
+            ],
+        )
+        conn.executemany(_UPSERT_STREAM, plan.written_streams.items())
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    plan.finish(lambda n: head + 1 + n)
+    return deferred
+
+
+def _lookup(conn: sqlite3.Connection, sql: str, keys: Sequence[str]) -> list[Any]:
+    rows: list[Any] = []
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        rows += conn.execute(f"{sql} ({','.join('?' * len(chunk))})", chunk).fetchall()
+    return rows
 
 
 def _row_to_event(row: tuple[Any, ...]) -> RecordedEvent:
@@ -229,55 +278,3 @@ def _row_to_event(row: tuple[Any, ...]) -> RecordedEvent:
         metadata=row[7],
         recorded_at=row[8],
     )
-
-
-def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> AppendResult:
-    stream_id = request.stream_id
-    ids = [event.event_id for event in request.events]
-    if len(set(ids)) != len(ids):
-        raise DuplicateEventId(next(i for i in ids if ids.count(i) > 1), "appears twice in one append")
-    if ids:
-        marks = ",".join("?" * len(ids))
-        found = [
-            (UUID(row[0]), row[1], row[2], row[3])
-            for row in conn.execute(
-                "SELECT event_id, stream_id, stream_version, position FROM events "
-                f"WHERE event_id IN ({marks})",
-                [str(i) for i in ids],
-            )
-        ]
-        retry = retry_result(stream_id, ids, found)
-        if retry is not None:
-            return retry
-    row = conn.execute("SELECT version FROM streams WHERE stream_id = ?", (stream_id,)).fetchone()
-    current: int | None = None if row is None else int(row[0])
-    check_expected(stream_id, request.expected_version, current)
-    if not ids:
-        position = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
-        return AppendResult(stream_id, -1 if current is None else current, int(position))
-    first = 0 if current is None else current + 1
-    conn.executemany(
-        "INSERT INTO events (event_id, stream_id, stream_version, type, data_version, data, metadata, "
-        "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                str(event.event_id),
-                stream_id,
-                first + offset,
-                event.type,
-                event.data_version,
-                ser.dump_data(event),
-                ser.dump_metadata(event.metadata),
-                now,
-            )
-            for offset, event in enumerate(request.events)
-        ],
-    )
-    last_version = first + len(ids) - 1
-    conn.execute(
-        "INSERT INTO streams (stream_id, version) VALUES (?, ?) "
-        "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-        (stream_id, last_version),
-    )
-    position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-    return AppendResult(stream_id, last_version, int(position))

@@ -12,6 +12,7 @@ import pytest
 
 from shopstream_eventstore import (
     AppendRequest,
+    AppendResult,
     DuplicateEventId,
     EventMetadata,
     EventStore,
@@ -337,3 +338,38 @@ async def test_checkpoints_are_durable_across_instances(store_factory: StoreFact
     await one.save_checkpoint(name, 43)
     two = await store_factory()
     assert await two.get_checkpoint(name) == 43
+
+
+# -- group commit ------------------------------------------------------------------------------
+
+
+async def test_a_retry_racing_its_original_is_answered_as_a_retry(store: EventStore) -> None:
+    sid = stream()
+    batch = [event(1), event(2)]
+    first, second = await asyncio.gather(store.append(sid, batch), store.append(sid, batch))
+    assert sorted([first.duplicate, second.duplicate]) == [False, True]
+    assert (first.next_expected_version, first.position) == (second.next_expected_version, second.position)
+    assert len(await store.read_stream(sid)) == 2
+
+
+async def test_a_failed_append_leaves_no_trace_for_the_appends_grouped_with_it(store: EventStore) -> None:
+    taken, fresh = stream(), stream()
+    await store.append(taken, [event(0)], StreamState.NO_STREAM)
+    failed, *rest = await asyncio.gather(
+        store.append_many(
+            [
+                AppendRequest(fresh, [event(1)], StreamState.NO_STREAM),
+                AppendRequest(taken, [event(2)], StreamState.NO_STREAM),
+            ]
+        ),
+        store.append(fresh, [event(3)], StreamState.NO_STREAM),
+        store.append(taken, [event(4)], 0),
+        return_exceptions=True,
+    )
+    assert isinstance(failed, WrongExpectedVersion)
+    assert [(r.stream_id, r.next_expected_version) for r in rest if isinstance(r, AppendResult)] == [
+        (fresh, 0),
+        (taken, 1),
+    ]
+    assert [e.data["n"] for e in await store.read_stream(fresh)] == [3]
+    assert [e.data["n"] for e in await store.read_stream(taken)] == [0, 4]

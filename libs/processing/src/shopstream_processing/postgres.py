@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from .readmodel import REGISTRY_DDL, Row, RowCountMismatch, Statement
+from .readmodel import REGISTRY_DDL, Row, RowCountMismatch, Statement, runs
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -38,27 +38,17 @@ class PostgresReadModel:
 
     async def transaction(self, statements: Sequence[Statement]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            start = 0
-            while start < len(statements):
-                statement = statements[start]
-                end = start + 1
+            for run in runs(statements):
+                statement = run[0]
                 if statement.expect_rows is None and statement.args:
-                    # A run of one parameterised statement (a projection's upsert per event)
-                    # goes as one pipelined executemany, not one round trip each.
-                    while (
-                        end < len(statements)
-                        and statements[end].sql == statement.sql
-                        and statements[end].expect_rows is None
-                    ):
-                        end += 1
-                    await conn.executemany(statement.sql, [s.args for s in statements[start:end]])
-                else:
-                    status = await conn.execute(statement.sql, *statement.args)
-                    if statement.expect_rows is not None:
-                        changed = int(status.rsplit(" ", 1)[-1])
-                        if changed != statement.expect_rows:
-                            raise RowCountMismatch(statement, changed)
-                start = end
+                    # One pipelined executemany, not one round trip per statement.
+                    await conn.executemany(statement.sql, [s.args for s in run])
+                    continue
+                status = await conn.execute(statement.sql, *statement.args)
+                if statement.expect_rows is not None:
+                    changed = int(status.rsplit(" ", 1)[-1])
+                    if changed != statement.expect_rows:
+                        raise RowCountMismatch(statement, changed)
 
     async def read(self, queries: Sequence[Statement]) -> list[list[Row]]:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):

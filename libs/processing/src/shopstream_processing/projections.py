@@ -359,16 +359,30 @@ class ProjectionRunner(FollowingRunner):
     # -- applying events --------------------------------------------------------------------
 
     async def _advance(self, generation: _Generation, until: int) -> None:
-        """Apply the store's events after the generation's checkpoint, up to ``until`` included."""
-        while generation.position < until:
-            events = [
-                event
-                for event in await self._store.read_all(generation.position, self._batch_size)
-                if event.position <= until
-            ]
-            if not events:
-                return
-            await self._apply(generation, events)
+        """Apply the store's events after the generation's checkpoint, up to ``until`` included.
+
+        The next page is read while the current one is applied: reading (the store's connection)
+        and writing (the read model's) then overlap instead of taking turns, which is most of a
+        rebuild's time."""
+        if generation.position >= until:
+            return
+        reading = asyncio.ensure_future(self._store.read_all(generation.position, self._batch_size))
+        try:
+            while True:
+                events = [event for event in await reading if event.position <= until]
+                if not events:
+                    return
+                if events[-1].position < until:
+                    reading = asyncio.ensure_future(
+                        self._store.read_all(events[-1].position, self._batch_size)
+                    )
+                await self._apply(generation, events)
+                if generation.position >= until:
+                    return
+        finally:
+            if not reading.done():
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
 
     async def _apply(self, generation: _Generation, events: Sequence[RecordedEvent]) -> None:
         try:

@@ -42,6 +42,27 @@ class Statement:
     ``WHERE position = <the position this batch was read after>``."""
 
 
+def runs(statements: Sequence[Statement]) -> list[Sequence[Statement]]:
+    """Consecutive statements with the same parameterised SQL and no row-count guard, grouped so a
+    backend can execute each group as one ``executemany`` (a projection's upsert per event);
+    every other statement is a group of its own."""
+    grouped: list[Sequence[Statement]] = []
+    start = 0
+    while start < len(statements):
+        first = statements[start]
+        end = start + 1
+        if first.expect_rows is None and first.args:
+            while (
+                end < len(statements)
+                and statements[end].sql == first.sql
+                and statements[end].expect_rows is None
+            ):
+                end += 1
+        grouped.append(statements[start:end])
+        start = end
+    return grouped
+
+
 class RowCountMismatch(Exception):
     def __init__(self, statement: Statement, actual: int) -> None:
         self.statement = statement

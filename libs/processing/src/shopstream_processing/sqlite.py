@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from shopstream_eventstore.sqlite import ThreadedConnection
 
-from .readmodel import REGISTRY_DDL, Row, RowCountMismatch, Statement, sqlite_sql
+from .readmodel import REGISTRY_DDL, Row, RowCountMismatch, Statement, runs, sqlite_sql
 
 T = TypeVar("T")
 
@@ -54,7 +54,11 @@ def _write(conn: sqlite3.Connection, statements: Sequence[Statement]) -> None:
     # fail to upgrade (SQLITE_BUSY without waiting) when the event store is writing.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in statements:
+        for run in runs(statements):
+            statement = run[0]
+            if len(run) > 1:
+                conn.executemany(sqlite_sql(statement.sql), [s.args for s in run])
+                continue
             cursor = conn.execute(sqlite_sql(statement.sql), statement.args)
             if statement.expect_rows is not None and cursor.rowcount != statement.expect_rows:
                 raise RowCountMismatch(statement, cursor.rowcount)
