@@ -12,9 +12,13 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message, Producer
+
+ProducerHeaders = list[tuple[str, str | bytes | None]]
+"""Headers as confluent-kafka's producer types them. The relay's lists of ``(str, bytes)`` are
+handed over as they are, not copied per message."""
 
 
 def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
@@ -43,7 +47,8 @@ class OutgoingMessage:
     topic: str
     key: bytes
     value: bytes
-    headers: Sequence[tuple[str, bytes]]
+    headers: list[tuple[str, bytes]]
+    """A list: confluent-kafka takes a list or a dict, nothing else."""
 
 
 class DeliveryFailed(Exception):
@@ -51,41 +56,54 @@ class DeliveryFailed(Exception):
 
 
 class BatchProducer:
+    """Sends one batch at a time and reports whether the broker acknowledged all of it.
+
+    Delivery reports come only for failed messages (``delivery.report.only.error``): a batch is
+    acknowledged when ``flush`` has drained it and no report arrived meanwhile. That saves a
+    Python callback per delivered message (about 1 µs of the relay's ~30 µs per event here).
+    """
+
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self._producer = Producer(dict(config))
+        self._errors: list[KafkaError] = []
+        self._producer = Producer(
+            {**config, "delivery.report.only.error": True, "on_delivery": self._on_failure}
+        )
+        self._one_batch_at_a_time = asyncio.Lock()
         self._closing = False
+
+    def _on_failure(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._errors.append(err)
 
     async def send(self, messages: Sequence[OutgoingMessage]) -> None:
         """Produce ``messages`` in order and return once the broker acknowledged every one."""
-        errors: list[KafkaError] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                errors.append(err)
-
-        def produce_and_flush() -> None:
-            for message in messages:
-                while True:
-                    try:
-                        self._producer.produce(
-                            message.topic,
-                            value=message.value,
-                            key=message.key,
-                            headers=list(message.headers),
-                            on_delivery=on_delivery,
-                        )
-                        break
-                    except BufferError:
-                        # The local queue is full: let deliveries drain it, then go on.
-                        self._producer.poll(0.1)
-            while self._producer.flush(0.5) > 0 and not self._closing:
-                pass
-
-        await asyncio.get_running_loop().run_in_executor(None, produce_and_flush)
+        async with self._one_batch_at_a_time:
+            # Failures reported while this batch drains are this batch's: no other is in flight.
+            self._errors = []
+            await asyncio.get_running_loop().run_in_executor(None, self._produce_and_flush, messages)
+            errors = self._errors
         if self._closing:
             raise DeliveryFailed("the producer was closed before every message was acknowledged")
         if errors:
             raise DeliveryFailed(f"{len(errors)} of {len(messages)} messages failed: {errors[0]}")
+
+    def _produce_and_flush(self, messages: Sequence[OutgoingMessage]) -> None:
+        produce = self._producer.produce
+        for message in messages:
+            while True:
+                try:
+                    produce(
+                        message.topic,
+                        message.value,
+                        message.key,
+                        headers=cast(ProducerHeaders, message.headers),
+                    )
+                    break
+                except BufferError:
+                    # The local queue is full: let deliveries drain it, then go on.
+                    self._producer.poll(0.1)
+        while self._producer.flush(0.5) > 0 and not self._closing:
+            pass
 
     def close(self) -> None:
         # Unblocks a send that is waiting out an outage; what it had not delivered is sent again

@@ -22,7 +22,7 @@ from .relay import Relay
 
 
 async def run_relay(
-    store: EventStore, bootstrap_servers: str, service: str, registry: Registry, *, batch_size: int = 2000
+    store: EventStore, bootstrap_servers: str, service: str, registry: Registry, *, batch_size: int = 1000
 ) -> None:
     """Publish the service's public events until cancelled."""
     producer = BatchProducer(producer_config(bootstrap_servers, **{"client.id": f"{service}-relay"}))

