@@ -4,6 +4,7 @@ Kafka, real HTTP. The live's events are produced onto Kafka as the live service'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import prometheus_client
 import pytest
 
 from shopstream_chat.bootstrap import ChatSettings, build
@@ -572,6 +574,59 @@ async def test_the_feed_streams_moderation_and_resumes_after_the_last_event_id(s
         host = FeedReader(late)
         assert [e.event for e in await host.take(2)] == ["slow_mode_changed", "room_closed"]
         assert await host.ended()
+
+
+async def test_a_burst_of_posts_into_one_room_is_posted_once_each_with_no_conflict(
+    svc: RunningService,
+) -> None:
+    world = World(svc)
+    await world.open()
+    viewers = [svc.headers(f"usr_fan_{n}_{world.live_id}", "viewer") for n in range(40)]
+    sends = [world.post(f"msg {n}", {**viewers[n % 40], "Idempotency-Key": f"burst-{n}"}) for n in range(120)]
+    # The same click three times at once: one message.
+    sends += [world.post("twice?", {**world.as_ana, "Idempotency-Key": "double"}) for _ in range(3)]
+    replies = await asyncio.gather(*sends)
+
+    assert [r.status_code for r in replies] == [201] * 123, [r.text for r in replies if r.status_code != 201]
+    assert len({r.json()["message_id"] for r in replies[:120]}) == 120
+    assert len({r.json()["message_id"] for r in replies[120:]}) == 1
+    page = await svc.http.get(f"/rooms/{world.room_id}/messages?limit=500", headers=world.as_ana)
+    texts = sorted(m["text"] for m in page.json()["messages"])
+    assert texts == sorted([f"msg {n}" for n in range(120)] + ["twice?"])
+    assert (await world.room())["tallies"]["messages"] == 121
+
+
+async def test_the_feed_encodes_each_entry_once_for_all_its_subscribers(svc: RunningService) -> None:
+    world = World(svc)
+    await world.open()
+    viewers = [world.as_ana, world.as_bob, world.as_host, world.as_mod, world.as_admin]
+    url = f"/rooms/{world.room_id}/feed"
+    async with contextlib.AsyncExitStack() as stack:
+        readers = []
+        for headers in viewers:
+            response = await stack.enter_async_context(
+                svc.http.stream("GET", url, headers={**headers, "Last-Event-ID": "0"})
+            )
+            readers.append(FeedReader(response))
+        for reader in readers:
+            assert (await reader.next()).event == "room_opened"
+        encoded = _frames_encoded()
+        for n in range(20):
+            await world.posted(f"hello {n}", world.as_host)
+        await world.post("replicas here", world.as_bob)  # blocked: Bob's eyes only
+
+        streams = [[(e.id, e.event, e.data.get("text")) for e in await reader.take(20)] for reader in readers]
+        assert all(stream == streams[0] for stream in streams)
+        assert [text for _, _, text in streams[0]] == [f"hello {n}" for n in range(20)]
+        assert (await readers[1].next()).event == "message_blocked"
+        # 21 entries for five subscribers: encoded once each (a late subscriber may catch up on
+        # a few from the read model), not once per subscriber.
+        assert 21 <= _frames_encoded() - encoded < 2 * 21
+
+
+def _frames_encoded() -> float:
+    value = prometheus_client.REGISTRY.get_sample_value("shopstream_chat_feed_frames_encoded_total")
+    return value or 0.0
 
 
 async def test_the_feed_refuses_a_bad_last_event_id_and_anonymous_readers(svc: RunningService) -> None:

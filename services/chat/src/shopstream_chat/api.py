@@ -22,9 +22,7 @@ room closes.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -49,10 +47,10 @@ from .commands import (
     SetSlowMode,
 )
 from .domain import MAX_BANNED_TERMS, MAX_MUTE_MS, MAX_SLOW_MODE_INTERVAL_MS, moderates, room_id_for
+from .feed import Feeds
 from .handlers import ChatHandlers, post_ids
 from .projections import (
     FEED_PROJECTION,
-    FINAL_KINDS,
     BannedWordsView,
     BlockedView,
     MessagePage,
@@ -64,7 +62,6 @@ from .projections import (
     all_rooms,
     blocked_messages,
     current_banned_words,
-    feed_after,
     feed_start,
     find_blocked,
     find_message,
@@ -74,8 +71,6 @@ from .projections import (
     recent_messages,
 )
 
-KEEP_ALIVE_SECONDS = 15.0
-FEED_BATCH = 200
 FINAL_ROOM_STATUSES = frozenset({"closed", "cancelled"})
 
 RoomId = Annotated[str, Path(pattern=r"^[!-~]{1,128}$", description="The chat room.")]
@@ -167,6 +162,7 @@ class BannedWordsIn(_In):
 
 def build_router(handlers: ChatHandlers) -> APIRouter:
     router = APIRouter(tags=["chat"])
+    feeds = Feeds()
 
     def actor(principal: Principal) -> Actor:
         return Actor(principal.subject, principal.roles)
@@ -443,33 +439,16 @@ def build_router(handlers: ChatHandlers) -> APIRouter:
             if last_event_id is not None
             else await feed_start(db, room_id, viewer, backlog)
         )
-        runner = context.projections[FEED_PROJECTION]
-        ended = room.status in FINAL_ROOM_STATUSES
-
-        async def frames() -> AsyncIterator[str]:
-            cursor = start
-            yield "retry: 2000\n\n"
-            while True:
-                # Read the checkpoint before querying: anything applied later wakes the wait below.
-                seen = runner.position
-                entries = await feed_after(db, room_id, viewer, cursor, FEED_BATCH)
-                for entry in entries:
-                    data = json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
-                    yield f"id: {entry.event_id}\nevent: {entry.kind}\ndata: {data}\n\n"
-                    cursor = entry.event_id
-                    if entry.kind in FINAL_KINDS:
-                        return
-                if entries:
-                    continue
-                if ended:
-                    return
-                try:
-                    await runner.wait_until(seen + 1, KEEP_ALIVE_SECONDS)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-
+        stream = feeds.stream(
+            db,
+            context.projections[FEED_PROJECTION],
+            room_id,
+            viewer,
+            start,
+            ended=room.status in FINAL_ROOM_STATUSES,
+        )
         return StreamingResponse(
-            frames(),
+            stream,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -6,8 +6,10 @@ A room is the stream ``room-<room_id>``; the platform's banned-word list is the 
 published from configuration (version 1) the first time any command needs it, and cached per
 process by the list stream's version (one cheap version read per command).
 
-Commands from HTTP return once every projection shows their effect (read-your-writes), so the
-API answers from the same read model as its queries.
+Room commands go through the room's writer (``writer.RoomWriters``): decided in turn on a cached
+state and appended in batches, so a busy room neither reloads its stream per command nor has its
+posts collide. Commands from HTTP return once every projection shows their effect
+(read-your-writes), so the API answers from the same read model as its queries.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from .commands import (
     RoomCommand,
     SeedBannedWords,
 )
-from .domain import BannedWordsDecider, RoomDecider, room_id_for
+from .domain import BannedWordsDecider, room_id_for
+from .writer import RoomWriters
 
 BANNED_WORDS_STREAM = "banned-words-platform"
 # Fixed forever: the seed must be one command however many processes run it, and a retried post
@@ -59,6 +62,7 @@ class ChatHandlers:
     def __init__(self, default_banned_words: tuple[str, ...]) -> None:
         self._default_banned_words = default_banned_words
         self._cached: tuple[int | None, BannedWordList] | None = None
+        self._writers = RoomWriters()
 
     async def banned_words(self, context: ServiceContext) -> BannedWordList:
         """The newest banned-word list; the configured default becomes version 1 if none exists."""
@@ -81,9 +85,13 @@ class ChatHandlers:
         command_id: uuid.UUID,
         correlation_id: str | None,
     ) -> Outcome:
-        decider = RoomDecider(await self.banned_words(context))
-        outcome = await context.handler.execute(
-            decider, room_stream(room_id), command, command_id=command_id, correlation_id=correlation_id
+        outcome = await self._writers.execute(
+            context,
+            lambda: self.banned_words(context),
+            room_stream(room_id),
+            command,
+            command_id=command_id,
+            correlation_id=correlation_id,
         )
         await context.wait_for(outcome.position)
         return outcome
@@ -105,6 +113,13 @@ class ChatHandlers:
     async def on_live_event(
         self, context: ServiceContext, issued: IssuedCommand[LifecycleCommand]
     ) -> Outcome:
-        decider = RoomDecider(await self.banned_words(context))
-        stream = room_stream(room_id_for(issued.command.live_id))
-        return await context.handler.execute_issued(decider, stream, issued)
+        cause = issued.cause
+        return await self._writers.execute(
+            context,
+            lambda: self.banned_words(context),
+            room_stream(room_id_for(issued.command.live_id)),
+            issued.command,
+            command_id=issued.command_id,
+            correlation_id=cause.metadata.correlation_id or str(cause.event_id),
+            causation_id=str(cause.event_id),
+        )

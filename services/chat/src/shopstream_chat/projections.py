@@ -755,12 +755,33 @@ async def feed_start(db: ReadModelDb, room_id: str, viewer: str, backlog: int) -
 
 
 async def feed_after(db: ReadModelDb, room_id: str, viewer: str, after: int, limit: int) -> list[FeedEntry]:
-    rows = await db.fetch(
-        f"SELECT position, kind, data FROM chat_feed WHERE {_VISIBLE} AND position > $3 "
-        "ORDER BY position LIMIT $4",
+    rows = await feed_rows(db, room_id, after, limit, viewer)
+    return [
+        FeedEntry(event_id=position, kind=kind, data=json.loads(data)) for position, kind, _, data in rows
+    ]
+
+
+async def feed_rows(db: ReadModelDb, room_id: str, after: int, limit: int, viewer: str | None) -> list[Row]:
+    """``(position, kind, visible_to, data)`` of the entries after ``after``, ``data`` as the JSON
+    text it is stored as: what ``viewer`` may see, or every viewer's entries when ``None``."""
+    columns = "SELECT position, kind, visible_to, data FROM chat_feed"
+    if viewer is None:
+        return await db.fetch(
+            f"{columns} WHERE room_id = $1 AND hidden = 0 AND position > $2 ORDER BY position LIMIT $3",
+            room_id,
+            after,
+            limit,
+        )
+    return await db.fetch(
+        f"{columns} WHERE {_VISIBLE} AND position > $3 ORDER BY position LIMIT $4",
         room_id,
         viewer,
         after,
         limit,
     )
-    return [FeedEntry(event_id=position, kind=kind, data=json.loads(data)) for position, kind, data in rows]
+
+
+async def feed_head(db: ReadModelDb, room_id: str) -> int:
+    """The position of the room's last feed entry (0: none yet)."""
+    rows = await db.fetch("SELECT max(position) FROM chat_feed WHERE room_id = $1", room_id)
+    return int(rows[0][0] or 0)
