@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -15,9 +15,13 @@ from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 
 from shopstream_eventstore import RecordedEvent
+from shopstream_eventstore.sqlite import SqliteEventStore
 from shopstream_processing import IssuedCommand, Statement, Table, TableNames
 from shopstream_service.auth import Authenticated, Principal, require_roles
+from shopstream_service.clock import SystemClock
+from shopstream_service.commands import CommandHandler
 from shopstream_service.domain import DomainEvent, InternalEvent, Invalid, NotFound
+from shopstream_service.events import EventCatalog
 from shopstream_service.http import context_of, correlation_id
 from shopstream_service.runtime import PolicyBinding, ServiceContext, ServiceSpec
 from shopstream_service.testing import RunningService, running_service
@@ -241,3 +245,76 @@ async def test_a_retry_answers_as_the_first_time_even_if_deciding_again_would_re
     assert first.status_code == retry.status_code == 201
     assert retry.json() == {"version": 1, "duplicate": True}
     assert (await toy.http.get("/tallies/t7", headers=ana)).json()["total"] == 100
+
+
+# The command handler's cache of folded states: a cached stream is read from its cached version on,
+# so what another writer appended (a second replica on the same store) is always decided on, and
+# a retried command still answers as the first time did.
+
+DECIDER = TallyDecider()
+STREAM = "tally-t1"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
+    opened = await SqliteEventStore.open(str(tmp_path / "store.sqlite"))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def replica(store: SqliteEventStore) -> CommandHandler:
+    return CommandHandler(store, EventCatalog([Added]), SystemClock(), service="toy")
+
+
+def adding(amount: int) -> Add:
+    return Add("t1", amount, "usr_a", datetime.now(UTC))
+
+
+async def test_a_cached_state_sees_what_another_writer_appended(store: SqliteEventStore) -> None:
+    first, second = replica(store), replica(store)
+    await first.execute(DECIDER, STREAM, adding(60), command_id=uuid.uuid4())
+    assert await first.load(DECIDER, STREAM) == (60, 0)  # cached by the first replica
+
+    await second.execute(DECIDER, STREAM, adding(40), command_id=uuid.uuid4())
+
+    assert await first.load(DECIDER, STREAM) == (100, 1)
+    with pytest.raises(Invalid):  # decided on 100, not on the cached 60
+        await first.execute(DECIDER, STREAM, adding(1), command_id=uuid.uuid4())
+    assert len(await store.read_stream(STREAM)) == 2
+
+
+async def test_a_retry_on_a_cached_stream_writes_nothing_and_answers_as_the_first_time(
+    store: SqliteEventStore,
+) -> None:
+    handler = replica(store)
+    retried = uuid.uuid4()
+    first = await handler.execute(DECIDER, STREAM, adding(70), command_id=retried)
+    await handler.execute(DECIDER, STREAM, adding(20), command_id=uuid.uuid4())
+
+    # Deciding again would refuse (90 + 70 > 100): the retry must be told from the stream.
+    again = await handler.execute(DECIDER, STREAM, adding(70), command_id=retried)
+
+    assert again.duplicate
+    assert again.events == [Added(tally_id="t1", amount=70, by="usr_a")]
+    assert again.position == first.position
+    assert [e.data["amount"] for e in await store.read_stream(STREAM)] == [70, 20]
+
+
+async def test_a_long_stream_is_folded_once_then_only_its_tail(store: SqliteEventStore) -> None:
+    handler = replica(store)
+    for _ in range(50):
+        await handler.execute(DECIDER, STREAM, adding(1), command_id=uuid.uuid4())
+    reads: list[int] = []
+    read_stream = store.read_stream
+
+    async def counting(stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
+        events = await read_stream(stream_id, from_version)
+        reads.append(len(events))
+        return events
+
+    store.read_stream = counting  # type: ignore[method-assign]
+    await handler.execute(DECIDER, STREAM, adding(1), command_id=uuid.uuid4())
+    assert reads == [1]  # only what the previous command wrote is read and folded, not 50 events
+    assert await handler.load(DECIDER, STREAM) == (51, 50)

@@ -11,9 +11,24 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at the moment of writing, not at configuration: a CLI command
+    run in-process (typer's CliRunner, a test) swaps stderr for a buffer it closes afterwards,
+    and loggers bound to that buffer would fail on every later line."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR: TextIO = _CurrentStderr()  # type: ignore[assignment]
 
 
 def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -> None:
@@ -30,11 +45,11 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_STDERR),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

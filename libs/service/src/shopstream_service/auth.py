@@ -8,7 +8,7 @@ which brands (``brands``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -110,7 +110,7 @@ def mint_token(
 _bearer = HTTPBearer(auto_error=False)
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -124,10 +124,11 @@ Authenticated = Annotated[Principal, Depends(current_principal)]
 """A route parameter of this type requires a valid token and receives its principal."""
 
 
-def require_roles(*roles: str) -> Callable[[Principal], Principal]:
+def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that admits principals having any of ``roles`` (admins always)."""
 
-    def check(principal: Authenticated) -> Principal:
+    # async (though it never awaits) so FastAPI calls it on the loop, not through a thread pool.
+    async def check(principal: Authenticated) -> Principal:
         if not (principal.is_admin or principal.has(*roles)):
             raise Forbidden("role_required", f"requires one of the roles {sorted(roles)}")
         return principal

@@ -4,6 +4,14 @@ Event ids are derived from the command id (uuid5), so executing the same command
 client retry, a policy re-run after a crash — finds its events already stored and writes
 nothing. A concurrent writer makes the append fail on the expected version: the handler
 reloads and decides again on the new state, a bounded number of times.
+
+Folded states are kept in memory (``FoldedStates``) by stream and version: loading a stream
+reads only the events after the cached version and folds those, so a long stream (the stock of a
+hot SKU, an influencer's account) costs one short read per command instead of a fold of its
+whole history. The read of the tail is what validates the cached state — another writer (a second
+replica on the same store) only makes the tail longer — and the append's expected version
+guards the decision as before. The stream's event ids are cached with it, so telling a retried
+command needs the whole stream only when the command id is actually in it.
 """
 
 from __future__ import annotations
@@ -11,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from shopstream_eventstore import EventMetadata, EventStore, RecordedEvent, StreamState, WrongExpectedVersion
@@ -68,25 +77,76 @@ class Outcome:
     """The command had already been executed: nothing was written this time."""
 
 
+@dataclass(slots=True)
+class _Folded:
+    decider: object
+    """The decider that folded it (a cache entry serves only that very decider)."""
+    state: Any
+    version: int
+    event_ids: frozenset[uuid.UUID]
+
+
+@dataclass
+class FoldedStates:
+    """The last folded state of the most recently used streams (deciders' states are immutable,
+    so a cached state is shared safely). Bounded: the least recently used stream goes first."""
+
+    capacity: int = 4096
+    _entries: OrderedDict[str, _Folded] = field(default_factory=OrderedDict)
+
+    def get(self, decider: object, stream_id: str) -> _Folded | None:
+        entry = self._entries.get(stream_id)
+        if entry is None or entry.decider is not decider:
+            return None
+        self._entries.move_to_end(stream_id)
+        return entry
+
+    def put(self, stream_id: str, entry: _Folded) -> None:
+        current = self._entries.get(stream_id)
+        if current is not None and current.decider is entry.decider and current.version > entry.version:
+            return  # a concurrent load already cached a later version
+        self._entries[stream_id] = entry
+        self._entries.move_to_end(stream_id)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
 class CommandHandler:
-    def __init__(self, store: EventStore, catalog: EventCatalog, clock: Clock, *, service: str) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        catalog: EventCatalog,
+        clock: Clock,
+        *,
+        service: str,
+        folded: FoldedStates | None = None,
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.clock = clock
         self._service = service
+        self._folded = folded if folded is not None else FoldedStates()
 
     async def load(self, decider: Decider[S, Any], stream_id: str) -> tuple[S, int | None]:
-        state, version, _ = await self._load(decider, stream_id)
-        return state, version
+        entry = await self._load(decider, stream_id)
+        return (decider.initial_state(), None) if entry is None else (entry.state, entry.version)
 
-    async def _load(
-        self, decider: Decider[S, Any], stream_id: str
-    ) -> tuple[S, int | None, list[RecordedEvent]]:
-        recorded = await self.store.read_stream(stream_id)
-        state = decider.initial_state()
+    async def _load(self, decider: Decider[S, Any], stream_id: str) -> _Folded | None:
+        """The stream folded up to its last event (None when it does not exist): the cached
+        state with the events written since folded in."""
+        cached = self._folded.get(decider, stream_id)
+        recorded = await self.store.read_stream(stream_id, 0 if cached is None else cached.version + 1)
+        if not recorded:
+            return cached
+        state = decider.initial_state() if cached is None else cached.state
         for event in recorded:
             state = decider.evolve(state, self.catalog.decode(event))
-        return state, (recorded[-1].stream_version if recorded else None), recorded
+        ids = frozenset(event.event_id for event in recorded)
+        entry = _Folded(
+            decider, state, recorded[-1].stream_version, ids if cached is None else cached.event_ids | ids
+        )
+        self._folded.put(stream_id, entry)
+        return entry
 
     async def execute(
         self,
@@ -100,8 +160,15 @@ class CommandHandler:
         max_attempts: int = 20,
     ) -> Outcome:
         for attempt in range(max_attempts):
-            state, version, recorded = await self._load(decider, stream_id)
-            done = _already_executed(recorded, command_id)
+            entry = await self._load(decider, stream_id)
+            state, version = (
+                (decider.initial_state(), None) if entry is None else (entry.state, entry.version)
+            )
+            done = (
+                _already_executed(await self.store.read_stream(stream_id), command_id)
+                if entry is not None and command_id in entry.event_ids
+                else []
+            )
             if done:
                 # A retry (same Idempotency-Key, a policy re-run): answer as the first time did,
                 # without deciding again on a state that already contains the command's effect.

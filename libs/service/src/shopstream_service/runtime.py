@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+import uvloop
 from fastapi import APIRouter
 
 from shopstream_contracts import REGISTRY
@@ -232,6 +234,9 @@ class ServiceRuntime:
         runners = [*context.projections.values(), *context.policies.values()]
         await asyncio.gather(*(runner.wait_loaded(60) for runner in runners))
 
+        # What start-up built (modules, models, the app) lives as long as the process: keep it out
+        # of the collector's generations so its passes scan only the objects work creates.
+        gc.freeze()
         app = create_app(spec.name, context, list(spec.routers))
         config = uvicorn.Config(
             app,
@@ -300,5 +305,5 @@ def main(build: Callable[[ServiceSettings], ServiceSpec]) -> None:
     settings = ServiceSettings()
     spec = build(settings)
     configure_logging(spec.name, settings.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(ServiceRuntime(spec, settings).run_until_signalled())
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(ServiceRuntime(spec, settings).run_until_signalled())
