@@ -50,15 +50,16 @@ def store_refs(url_template: str = DEFAULT_STORE_URL, services: Iterable[str] = 
     return [StoreRef(service, url_template.replace("{service}", service)) for service in chosen]
 
 
-async def open_store(ref: StoreRef) -> EventStore:
+async def open_store(ref: StoreRef, *, create: bool = False) -> EventStore:
     """Open a service's event store for reading. A SQLite file that does not exist is an error
-    (opening it would create an empty store and silently report nothing)."""
+    (opening it would create an empty store and silently report nothing), unless ``create``
+    (a writer of synthetic history)."""
     url = ref.url
     if url.startswith("sqlite:///"):
         from shopstream_eventstore.sqlite import SqliteEventStore
 
         path = Path(url.removeprefix("sqlite:///"))
-        if not await asyncio.to_thread(path.is_file):
+        if not create and not await asyncio.to_thread(path.is_file):
             raise SourceError(f"{ref.service}: no event store at {path}")
         return await SqliteEventStore.open(path)
     if url.startswith(("postgresql://", "postgres://")):

@@ -428,8 +428,8 @@ class World:
     terms_id: str = ""
 
     @classmethod
-    def new(cls, tokens: Tokens) -> World:
-        run = uuid.uuid4().hex[:8]
+    def new(cls, tokens: Tokens, run: str | None = None) -> World:
+        run = run or uuid.uuid4().hex[:8]
         world = cls(run=run, tokens=tokens)
         world.brand_id = f"brd_glow_{run}"
         world.staff = f"usr_gina_{run}"
@@ -530,6 +530,7 @@ async def run_live_sale(
     settings: ServiceSettings | None = None,
     concurrency: int = 100,
     on_phase: PhaseHook | None = None,
+    run: str | None = None,
 ) -> SaleReport:
     """Drive one live sale through the services at ``urls`` (service name ⇒ base URL; the services
     must run with clock control) and return its report.
@@ -537,7 +538,10 @@ async def run_live_sale(
     ``timeout`` bounds each wait; ``narrate`` is told what happens; ``on_phase`` is awaited with
     each phase's name as it starts (``sync_clocks``, ``catalog``, ``agreement``, ``go_live``,
     ``chat``, ``pin_terms_deal``, ``flash_sale``, ``saga``, ``accruals``, ``after_sale``,
-    ``end_live``, ``holdback``, ``statements``, ``report``) — fault tests strike from there."""
+    ``end_live``, ``holdback``, ``statements``, ``report``) — fault tests strike from there. ``run``
+    (random by default) names everything the sale creates (``World.new(tokens, run)`` says how), so a
+    caller can watch the sale's SKUs and hosts from ``on_phase``; it must differ between sales on one
+    platform."""
     if buyers < 10 or deal_units < 1 or per_buyer_cap < 1:
         raise ValueError("at least 10 buyers, 1 deal unit and a per-buyer cap of 1")
     config = _Config(
@@ -563,7 +567,7 @@ async def run_live_sale(
     say = narrate or (lambda _: None)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
-        sale = _Sale(Api(urls, client), World.new(Tokens(settings)), config, _Phases(say, on_phase))
+        sale = _Sale(Api(urls, client), World.new(Tokens(settings), run), config, _Phases(say, on_phase))
         return await sale.run()
 
 
