@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from shopstream_cli.main import app
 
 pytestmark = pytest.mark.integration
 
@@ -43,3 +46,16 @@ def test_the_demo_moves_every_event_exactly_once_and_rebuilds_identically() -> N
     assert projection["live_checksum"] == projection["rebuilt_checksum"]
     # 1,200 events over 40 orders: the second half are the 600 confirmations, 150 per brand.
     assert [row["confirmed_orders"] for row in projection["brand_sales"]] == [150, 150, 150, 150]
+
+
+def test_the_demo_refuses_to_keep_its_stores_where_they_would_mix_with_others(tmp_path: Path) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "orders.sqlite").write_text("someone else's")
+
+    fresh = str(tmp_path / "new")
+    for args in (["--keep-data", str(occupied)], ["--store", "postgres", "--keep-data", fresh]):
+        result = CliRunner().invoke(app, ["demo", *args])
+        assert result.exit_code == 2, result.output
+    assert [p.name for p in occupied.iterdir()] == ["orders.sqlite"]
+    assert not (tmp_path / "new").exists()

@@ -45,7 +45,7 @@ def run(
             figures, errors = asyncio.run(run_all(context, benchmarks))
         finally:
             context.close()
-    json_path, md_path = write_results(out, profile, figures, errors, started)
+    json_path, md_path = write_results(out, profile, figures, errors, started, only or ())
     typer.echo(md_path.read_text())
     typer.echo(f"results: {json_path} and {md_path}")
     if errors or any(figure.failed_checks() for figure in figures):

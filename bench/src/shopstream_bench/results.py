@@ -62,11 +62,17 @@ def machine_facts() -> dict[str, Any]:
 
 
 def write_results(
-    out_dir: Path, profile: str, figures: Sequence[Figure], errors: dict[str, str], started: datetime
+    out_dir: Path,
+    profile: str,
+    figures: Sequence[Figure],
+    errors: dict[str, str],
+    started: datetime,
+    only: Sequence[str] = (),
 ) -> tuple[Path, Path]:
-    """``<date>-<host>.json`` and ``.md`` side by side; returns both paths."""
+    """``<date>-<host>.json`` and ``.md`` side by side (``-<names>`` added for a partial run, so
+    it never replaces the day's complete results); returns both paths."""
     facts = machine_facts()
-    stem = f"{started.strftime('%Y-%m-%d')}-{facts['host']}"
+    stem = "-".join([started.strftime("%Y-%m-%d"), str(facts["host"]), *sorted(only)])
     document = {
         "started": started.isoformat(),
         "finished": datetime.now(UTC).isoformat(),

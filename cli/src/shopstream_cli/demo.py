@@ -19,7 +19,7 @@ import contextlib
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,16 +57,25 @@ def demo(
     deal_units: Annotated[int, typer.Option(help="Units of the flash deal.")] = 30,
     per_buyer_cap: Annotated[int, typer.Option(help="Deal units one buyer may hold.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    keep_data: Annotated[
+        Path | None,
+        typer.Option(help="Keep the services' SQLite stores (and logs) in this new directory, for replay."),
+    ] = None,
 ) -> None:
     """Start the platform, drive a live sale through its HTTP APIs, print the reconciled report."""
     if store not in ("sqlite", "postgres"):
         raise typer.BadParameter("use sqlite or postgres", param_hint="--store")
+    if keep_data is not None:
+        if store != "sqlite":
+            raise typer.BadParameter("only SQLite stores are files to keep", param_hint="--keep-data")
+        if keep_data.exists() and any(keep_data.iterdir()):
+            raise typer.BadParameter(f"{keep_data} is not empty", param_hint="--keep-data")
     chosen: Store = "postgres" if store == "postgres" else "sqlite"
     configure_logging("demo", "WARNING")
     # With --json, stdout carries only the JSON object; the narration goes to stderr.
     console = Console(stderr=as_json)
     try:
-        summary, report = _live_sale(console, chosen, buyers, deal_units, per_buyer_cap)
+        summary, report = _live_sale(console, chosen, buyers, deal_units, per_buyer_cap, keep_data)
     except (PlatformError, SaleError, ValueError) as exc:
         console.print(f"[red]The demo could not finish:[/] {exc}")
         raise typer.Exit(2) from None
@@ -74,14 +83,20 @@ def demo(
         print(json.dumps(summary, indent=2))
     else:
         print_sale_report(console, report, summary["store"], summary["platform_start_seconds"])
+    if keep_data is not None:
+        console.print(
+            f"\nThe stores are kept in {keep_data}/data; replay the live with\n"
+            f"  shopstream report live {report.ids.live_id} "
+            f"--store-url 'sqlite:///{keep_data.resolve()}/data/{{service}}.sqlite'"
+        )
     if not report.reconciled:
         raise typer.Exit(1)
 
 
 def _live_sale(
-    console: Console, store: Store, buyers: int, deal_units: int, cap: int
+    console: Console, store: Store, buyers: int, deal_units: int, cap: int, keep_data: Path | None
 ) -> tuple[dict[str, Any], SaleReport]:
-    with tempfile.TemporaryDirectory(prefix="shopstream-demo-") as workdir:
+    with _workdir(keep_data) as workdir:
         # Version 1 of chat's banned-word list comes from configuration.
         env = {"SHOPSTREAM_CHAT_BANNED_WORDS": "counterfeit,scam,replica"}
         platform = Platform(Path(workdir), store=store, clock_control=True, env=env)
@@ -105,6 +120,16 @@ def _live_sale(
             with console.status("Stopping the platform…"):
                 platform.stop()
     return {"store": store, "platform_start_seconds": start_seconds, **report.to_json()}, report
+
+
+@contextlib.contextmanager
+def _workdir(keep: Path | None) -> Iterator[str]:
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="shopstream-demo-") as workdir:
+            yield workdir
+    else:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield str(keep)
 
 
 def _narrator(console: Console) -> Callable[[str], None]:

@@ -101,7 +101,7 @@ class Size:
 async def run(ctx: BenchContext) -> list[Figure]:
     size = ctx.size(
         smoke=Size(rate=200, messages=100, subscribers=20, client_processes=1, drain=20),
-        quick=Size(rate=2_000, messages=4_000, subscribers=1_000, client_processes=2, drain=120),
+        quick=Size(rate=2_000, messages=2_000, subscribers=1_000, client_processes=2, drain=120),
         full=Size(rate=2_000, messages=20_000, subscribers=1_000, client_processes=2, drain=300),
     )
     _raise_open_files_limit()

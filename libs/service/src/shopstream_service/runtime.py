@@ -45,6 +45,9 @@ from .settings import ServiceSettings
 
 log = get_logger(__name__)
 
+STOP_TIMEOUT = 15.0
+"""Seconds background work gets to end once cancelled on stop."""
+
 PolicyHandler = Callable[[IssuedCommand[Any]], Awaitable[object]]
 
 
@@ -261,7 +264,12 @@ class ServiceRuntime:
             self._server.should_exit = True
         for task in reversed(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Bounded: a task that ignores its cancellation must not keep the stores open (and
+            # the process alive) forever; name it so the log says what hung.
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            if stuck:
+                log.error("service.stop_tasks_stuck", tasks=sorted(task.get_name() for task in stuck))
         self._tasks.clear()
         if self.context is not None:
             await self.context.readmodel.close()
