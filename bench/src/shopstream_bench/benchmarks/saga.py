@@ -275,8 +275,9 @@ def _throughput_notes(m: Measured) -> str:
         "19.1 orders/s in one back-to-back trial), policies that decide a batch of events and append "
         "once per batch (libs/processing "
         "runs one command and one durable append per event, three serial stages on the saga path), "
-        "uvloop + httptools under uvicorn (not installed), and more cores: every stage is one "
-        "single-threaded Python process."
+        "and more cores: every stage is one single-threaded Python process. Already done: a cache of "
+        "folded stream states in the command handler, and uvloop + httptools + a pure-ASGI middleware "
+        "in the service kit (about 30 -> 60 orders/s, the earlier figure on a busier box)."
     )
 
 
