@@ -15,8 +15,7 @@ from shopstream_contracts import REGISTRY
 from shopstream_contracts.errors import UnknownEventType
 from shopstream_eventstore import RecordedEvent
 from shopstream_messaging.cloudevents import SPECVERSION, CloudEvent
-from shopstream_messaging.publishing import contract_publication
-from shopstream_messaging.relay import ToPublic
+from shopstream_messaging.publishing import ToPublic, contract_publication
 
 from .sources import owner_of
 

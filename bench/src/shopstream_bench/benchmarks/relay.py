@@ -22,15 +22,16 @@ from aiokafka import AIOKafkaProducer
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from shopstream_contracts import REGISTRY
-from shopstream_eventstore import AppendRequest, EventStore, NewEvent, RecordedEvent
+from shopstream_eventstore import AppendRequest, EventStore, NewEvent, RawEvent, RecordedEvent
 from shopstream_eventstore.postgres import PostgresEventStore
 from shopstream_eventstore.sqlite import SqliteEventStore
 from shopstream_infra import create_topics
+from shopstream_messaging import publishing
 from shopstream_messaging.cloudevents import encode
 from shopstream_messaging.kafka import BatchProducer, OutgoingMessage, ProducerHeaders, producer_config
-from shopstream_messaging.publishing import contract_publication
+from shopstream_messaging.publishing import ToMessage, contract_publication
 from shopstream_messaging.reconcile import read_everything
-from shopstream_messaging.relay import Publication, Relay, ToPublic
+from shopstream_messaging.relay import Relay
 from shopstream_testing.contract_events import order_events
 from shopstream_testing.topics import read_topic
 from shopstream_testing.waiting import wait_until_async
@@ -190,13 +191,15 @@ async def encoded_publications(store: EventStore) -> list[Encoded]:
     return [encode(event) for _, event in publications]
 
 
-def redirected(to_public: ToPublic, topic: str) -> ToPublic:
+def redirected(to_message: ToMessage, topic: str) -> ToMessage:
     """The service's publishing rule, sending to ``topic`` instead of the contract topic (so each
     repeat and each run has a topic of its own)."""
 
-    def to_topic(event: Any) -> Publication | None:
-        publication = to_public(event)
-        return None if publication is None else (topic, publication[1])
+    def to_topic(event: RawEvent) -> OutgoingMessage | None:
+        message = to_message(event)
+        return (
+            None if message is None else OutgoingMessage(topic, message.key, message.value, message.headers)
+        )
 
     return to_topic
 
@@ -211,7 +214,7 @@ async def relay_seconds(
     relay = Relay(
         store,
         producer,
-        redirected(contract_publication(REGISTRY, SERVICE), topic),
+        redirected(publishing.contract_messages(REGISTRY, SERVICE), topic),
         service=SERVICE,
         checkpoint=checkpoint,
     )

@@ -7,6 +7,7 @@ from .model import (
     EventMetadata,
     ExpectedVersion,
     NewEvent,
+    RawEvent,
     RecordedEvent,
     StreamState,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "EventStoreError",
     "ExpectedVersion",
     "NewEvent",
+    "RawEvent",
     "RecordedEvent",
     "StoreUnavailable",
     "StreamState",

@@ -12,8 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
 
-from .model import RecordedEvent
+
+class _Positioned(Protocol):
+    @property
+    def position(self) -> int: ...
+
+
+E = TypeVar("E", bound=_Positioned)
 
 
 class AppendSignal:
@@ -41,12 +48,12 @@ class AppendSignal:
 
 
 async def follow(
-    read_all: Callable[[int, int], Awaitable[list[RecordedEvent]]],
+    read_all: Callable[[int, int], Awaitable[list[E]]],
     signal: AppendSignal,
     after_position: int,
     batch_size: int,
     poll_interval: float,
-) -> AsyncIterator[list[RecordedEvent]]:
+) -> AsyncIterator[list[E]]:
     position = after_position
     while True:
         seen = signal.generation

@@ -10,7 +10,7 @@ from uuid import UUID, SafeUUID
 
 import orjson
 
-from .model import EventMetadata, NewEvent, RecordedEvent
+from .model import EventMetadata, NewEvent, RawEvent, RecordedEvent
 
 
 def dump_data(event: NewEvent) -> str:
@@ -73,6 +73,20 @@ def recorded(
         orjson.loads(data),
         load_metadata(metadata),
         _utc(recorded_at if isinstance(recorded_at, datetime) else datetime.fromisoformat(recorded_at)),
+    )
+
+
+def raw(event: RecordedEvent) -> RawEvent:
+    """The raw form of an event a backend only hands out decoded."""
+    return RawEvent(
+        event.position,
+        str(event.event_id),
+        event.stream_id,
+        event.stream_version,
+        event.type,
+        event.data_version,
+        orjson.dumps(event.data).decode(),
+        dump_metadata(event.metadata),
     )
 
 

@@ -60,7 +60,7 @@ from kurrentdbclient.exceptions import (
     WrongCurrentVersionError,
 )
 
-from ._serialization import _utc
+from ._serialization import _utc, raw
 from ._versioning import check_expected, retry_result
 from .errors import DuplicateEventId, EventStoreError, StoreUnavailable, WrongExpectedVersion
 from .model import (
@@ -69,6 +69,7 @@ from .model import (
     EventMetadata,
     ExpectedVersion,
     NewEvent,
+    RawEvent,
     RecordedEvent,
     StreamState,
 )
@@ -584,6 +585,17 @@ class KurrentDBEventStore:
 
     def subscribe(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RecordedEvent]]:
         return self._follow(after_position, max(batch_size, 1))
+
+    # The client hands out events decoded (the data version lives in KurrentDB's metadata), so
+    # the raw forms are re-encoded here: the same rows as the SQL stores, none of their speed.
+    async def read_all_raw(self, after_position: int = 0, limit: int = 1000) -> list[RawEvent]:
+        return list(map(raw, await self.read_all(after_position, limit)))
+
+    async def subscribe_raw(
+        self, after_position: int = 0, batch_size: int = 500
+    ) -> AsyncIterator[list[RawEvent]]:
+        async for batch in self.subscribe(after_position, batch_size):
+            yield list(map(raw, batch))
 
     async def _follow(self, after_position: int, batch_size: int) -> AsyncIterator[list[RecordedEvent]]:
         position = after_position

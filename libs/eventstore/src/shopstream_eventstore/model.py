@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 
@@ -64,6 +64,27 @@ class RecordedEvent:
     data: Mapping[str, Any]
     metadata: EventMetadata
     recorded_at: datetime
+
+
+class RawEvent(NamedTuple):
+    """An event as the store holds it, its JSON left as text.
+
+    For paths that pass events on rather than look into them (the relay, exports): decoding a
+    row into a ``RecordedEvent`` and encoding its data again costs several times the read.
+    """
+
+    position: int
+    event_id: str
+    """Canonical text form of the UUID."""
+    stream_id: str
+    stream_version: int
+    type: str
+    data_version: int
+    data: str
+    """The JSON object of the event's data, as stored (key order and spacing are the backend's)."""
+    metadata: str
+    """The JSON object of ``EventMetadata``: ``occurred_at`` (ISO 8601) and, when set,
+    ``correlation_id``, ``causation_id`` and ``extra``."""
 
 
 @dataclass(frozen=True, slots=True)

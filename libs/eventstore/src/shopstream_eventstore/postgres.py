@@ -26,7 +26,7 @@ from ._catchup import follow
 from ._groupcommit import GroupCommitStore, PendingUnit
 from ._planning import GroupPlan, Stored, group_ids, group_streams, plan_group
 from .errors import StoreUnavailable
-from .model import RecordedEvent
+from .model import RawEvent, RecordedEvent
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -129,6 +129,16 @@ class PostgresEventStore(GroupCommitStore):
         )
         return [_row_to_event(row) for row in rows]
 
+    async def read_all_raw(self, after_position: int = 0, limit: int = 1000) -> list[RawEvent]:
+        rows = await self._pool.fetch(
+            "SELECT position, event_id::text, stream_id, stream_version, type, data_version, "
+            f"data::text, metadata::text FROM {self._schema}.events "
+            "WHERE position > $1 ORDER BY position LIMIT $2",
+            after_position,
+            limit,
+        )
+        return [RawEvent(*row) for row in rows]
+
     async def head_position(self) -> int:
         return await self._head(self._pool)
 
@@ -137,6 +147,9 @@ class PostgresEventStore(GroupCommitStore):
 
     def subscribe(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RecordedEvent]]:
         return follow(self.read_all, self._signal, after_position, batch_size, self._poll_interval)
+
+    def subscribe_raw(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RawEvent]]:
+        return follow(self.read_all_raw, self._signal, after_position, batch_size, self._poll_interval)
 
     async def get_checkpoint(self, name: str) -> int:
         position = await self._pool.fetchval(

@@ -25,7 +25,7 @@ from ._catchup import follow
 from ._groupcommit import GroupCommitStore, PendingUnit
 from ._planning import Stored, group_ids, group_streams, plan_group
 from .errors import EventStoreError
-from .model import RecordedEvent
+from .model import RawEvent, RecordedEvent
 
 T = TypeVar("T")
 
@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 _COLUMNS = "event_id, stream_id, stream_version, position, type, data_version, data, metadata, recorded_at"
+_READ_ALL_RAW = (
+    "SELECT position, event_id, stream_id, stream_version, type, data_version, data, metadata "
+    "FROM events WHERE position > ? ORDER BY position LIMIT ?"
+)
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -157,6 +161,13 @@ class SqliteEventStore(GroupCommitStore):
             (after_position, limit),
         )
 
+    async def read_all_raw(self, after_position: int = 0, limit: int = 1000) -> list[RawEvent]:
+        def query(conn: sqlite3.Connection) -> list[RawEvent]:
+            rows = conn.execute(_READ_ALL_RAW, (after_position, limit)).fetchall()
+            return list(map(RawEvent._make, rows))
+
+        return await self._reader.run(query)
+
     async def head_position(self) -> int:
         def query(conn: sqlite3.Connection) -> int:
             return int(conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
@@ -165,6 +176,9 @@ class SqliteEventStore(GroupCommitStore):
 
     def subscribe(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RecordedEvent]]:
         return follow(self.read_all, self._signal, after_position, batch_size, self._poll_interval)
+
+    def subscribe_raw(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RawEvent]]:
+        return follow(self.read_all_raw, self._signal, after_position, batch_size, self._poll_interval)
 
     async def get_checkpoint(self, name: str) -> int:
         def query(conn: sqlite3.Connection) -> int:

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
-from .model import AppendRequest, AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamState
+from .model import (
+    AppendRequest,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RawEvent,
+    RecordedEvent,
+    StreamState,
+)
 
 
 @runtime_checkable
@@ -41,6 +49,10 @@ class EventStore(Protocol):
         """Events with a global position greater than ``after_position``, in commit order."""
         ...
 
+    async def read_all_raw(self, after_position: int = 0, limit: int = 1000) -> list[RawEvent]:
+        """What ``read_all`` returns, with data and metadata as the stored JSON text."""
+        ...
+
     async def head_position(self) -> int:
         """The highest committed global position (0 for an empty store)."""
         ...
@@ -50,6 +62,10 @@ class EventStore(Protocol):
 
         Never skips and never repeats an event: each batch continues exactly after the previous one.
         """
+        ...
+
+    def subscribe_raw(self, after_position: int = 0, batch_size: int = 500) -> AsyncIterator[list[RawEvent]]:
+        """``subscribe`` with the events as ``read_all_raw`` returns them."""
         ...
 
     async def get_checkpoint(self, name: str) -> int:

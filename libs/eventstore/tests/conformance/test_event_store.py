@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 
 from shopstream_eventstore import (
@@ -17,6 +18,7 @@ from shopstream_eventstore import (
     EventMetadata,
     EventStore,
     NewEvent,
+    RawEvent,
     RecordedEvent,
     StreamState,
     WrongExpectedVersion,
@@ -320,6 +322,58 @@ async def test_subscription_catches_up_then_goes_live_without_gap_or_repeat(
     got = await subscriber
     assert len(got) == 900
     assert [e.event_id for e in got] == [e.event_id for e in await store.read_all(start, limit=1000)]
+
+
+async def test_raw_reads_hold_the_same_events_as_decoded_ones(store: EventStore) -> None:
+    start = await store.head_position()
+    sid = stream()
+    meta = EventMetadata(
+        occurred_at=datetime(2026, 11, 25, 21, 3, 10, tzinfo=timezone(timedelta(hours=1))),
+        correlation_id="corr-1",
+        causation_id="cause-1",
+        extra={"tenant": "t1"},
+    )
+    nested = NewEvent(uuid.uuid4(), "shopstream.test.Nested", {"é": [1, 2.5, None], "o": {"k": "v"}}, meta, 3)
+    await store.append(sid, [event(1), nested, event(2)])
+    decoded = await store.read_all(start, limit=10)
+    raw = await store.read_all_raw(start, limit=10)
+    assert all(isinstance(r, RawEvent) for r in raw)
+    assert [_decoded(r) for r in raw] == [
+        (e.position, str(e.event_id), e.stream_id, e.stream_version, e.type, e.data_version, dict(e.data))
+        for e in decoded
+    ]
+    stored_meta = orjson.loads(raw[1].metadata)
+    assert datetime.fromisoformat(stored_meta["occurred_at"]) == meta.occurred_at
+    assert (stored_meta["correlation_id"], stored_meta["causation_id"], stored_meta["extra"]) == (
+        "corr-1",
+        "cause-1",
+        {"tenant": "t1"},
+    )
+    assert "causation_id" not in orjson.loads(raw[0].metadata)
+    assert await store.read_all_raw(raw[0].position, limit=1) == raw[1:2]
+
+
+async def test_raw_subscription_follows_like_the_decoded_one(store: EventStore) -> None:
+    start = await store.head_position()
+    sid = stream()
+    await store.append(sid, [event(i) for i in range(5)])
+    seen: list[RawEvent] = []
+
+    async def run() -> None:
+        async for batch in store.subscribe_raw(start, batch_size=2):
+            seen.extend(batch)
+            if len(seen) >= 8:
+                return
+
+    follower = asyncio.create_task(asyncio.wait_for(run(), 30))
+    await store.append(sid, [event(i) for i in range(5, 8)])
+    await follower
+    assert [orjson.loads(r.data)["n"] for r in seen] == list(range(8))
+    assert [r.position for r in seen] == [e.position for e in await store.read_all(start, limit=20)]
+
+
+def _decoded(raw: RawEvent) -> tuple[object, ...]:
+    return (*raw[:6], orjson.loads(raw.data))
 
 
 async def test_subscription_from_a_checkpoint_starts_right_after_it(store: EventStore) -> None:

@@ -85,21 +85,66 @@ class CloudEvent:
 
 def encode(event: CloudEvent) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """Return the Kafka (key, value, headers) of an event."""
-    headers = [
-        (_ID, event.id.encode()),
-        (_SOURCE, event.source.encode()),
-        (_TYPE, event.type.encode()),
-        (_SPECVERSION, event.specversion.encode()),
-        (_TIME, _format_time(event.time).encode()),
-        (_SUBJECT, event.subject.encode()),
-        (_CONTENT_TYPE, event.datacontenttype.encode()),
-        (_DATAVERSION, str(event.dataversion).encode()),
-    ]
-    if event.correlationid is not None:
-        headers.append((_CORRELATIONID, event.correlationid.encode()))
-    if event.causationid is not None:
-        headers.append((_CAUSATIONID, event.causationid.encode()))
+    headers = HeaderEncoder(
+        event.source, event.type, event.dataversion, event.specversion, event.datacontenttype
+    )(event.id, _format_time(event.time), event.subject, event.correlationid, event.causationid)
     return event.key.encode(), orjson.dumps(event.data), headers
+
+
+class HeaderEncoder:
+    """The headers of every event of one (source, type, dataversion): the attributes they share
+    are encoded once, so a relay that keeps one per type encodes only what differs per event."""
+
+    __slots__ = ("_content_type", "_dataversion", "_source", "_specversion", "_type")
+
+    def __init__(
+        self,
+        source: str,
+        event_type: str,
+        dataversion: int,
+        specversion: str = SPECVERSION,
+        datacontenttype: str = JSON_CONTENT_TYPE,
+    ) -> None:
+        self._source = (_SOURCE, source.encode())
+        self._type = (_TYPE, event_type.encode())
+        self._specversion = (_SPECVERSION, specversion.encode())
+        self._content_type = (_CONTENT_TYPE, datacontenttype.encode())
+        self._dataversion = (_DATAVERSION, str(dataversion).encode())
+
+    def __call__(
+        self,
+        event_id: str,
+        time: str,
+        subject: str,
+        correlationid: str | None,
+        causationid: str | None,
+    ) -> list[tuple[str, bytes]]:
+        """``time`` is already in its wire form (see ``wire_time``)."""
+        headers = [
+            (_ID, event_id.encode()),
+            self._source,
+            self._type,
+            self._specversion,
+            (_TIME, time.encode()),
+            (_SUBJECT, subject.encode()),
+            self._content_type,
+            self._dataversion,
+        ]
+        if correlationid is not None:
+            headers.append((_CORRELATIONID, correlationid.encode()))
+        if causationid is not None:
+            headers.append((_CAUSATIONID, causationid.encode()))
+        return headers
+
+
+def wire_time(iso: str) -> str:
+    """The ``ce_time`` of an ISO 8601 timestamp with an offset, as ``encode`` writes it (UTC, ``Z``).
+
+    Stored times are normally UTC already: those are rewritten without parsing.
+    """
+    if iso.endswith("+00:00"):
+        return iso[:-6] + "Z"
+    return _format_time(datetime.fromisoformat(iso))
 
 
 def decode(key: bytes | str | None, value: bytes | str | None, headers: Headers | None) -> CloudEvent:

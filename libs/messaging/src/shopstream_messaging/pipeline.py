@@ -17,7 +17,7 @@ from shopstream_eventstore import EventStore
 
 from .inbox import Inbox, contract_acceptor, subscribe_inbox
 from .kafka import BatchProducer, producer_config
-from .publishing import contract_publication
+from .publishing import contract_messages
 from .relay import Relay
 
 
@@ -27,7 +27,7 @@ async def run_relay(
     """Publish the service's public events until cancelled."""
     producer = BatchProducer(producer_config(bootstrap_servers, **{"client.id": f"{service}-relay"}))
     relay = Relay(
-        store, producer, contract_publication(registry, service), service=service, batch_size=batch_size
+        store, producer, contract_messages(registry, service), service=service, batch_size=batch_size
     )
     try:
         await relay.run()

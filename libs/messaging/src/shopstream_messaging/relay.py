@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from shopstream_eventstore import EventStore, RecordedEvent
+from shopstream_eventstore import EventStore
 from shopstream_observability import get_logger
 from shopstream_observability.metrics import RELAY_LAG, RELAY_PUBLISHED
 
-from .cloudevents import CloudEvent, encode
 from .kafka import BatchProducer, DeliveryFailed, OutgoingMessage
-
-Publication = tuple[str, CloudEvent]
-"""A public event and the topic it goes to."""
-
-ToPublic = Callable[[RecordedEvent], Publication | None]
-"""A service's publishing rule: internal event ⇒ public event, or None for internal-only events."""
+from .publishing import ToMessage
 
 log = get_logger(__name__)
 
@@ -34,7 +28,7 @@ class Relay:
         self,
         store: EventStore,
         producer: BatchProducer,
-        to_public: ToPublic,
+        to_message: ToMessage,
         *,
         service: str,
         checkpoint: str = "relay",
@@ -45,7 +39,7 @@ class Relay:
     ) -> None:
         self._store = store
         self._producer = producer
-        self._to_public = to_public
+        self._to_message = to_message
         self._service = service
         self._checkpoint = checkpoint
         self._batch_size = batch_size
@@ -56,8 +50,9 @@ class Relay:
         """Publish forever (until cancelled)."""
         self.published_position = await self._store.get_checkpoint(self._checkpoint)
         log.info("relay.started", checkpoint=self.published_position)
-        async for batch in self._store.subscribe(self.published_position, self._batch_size):
-            outgoing = [p for p in map(self._to_public, batch) if p is not None]
+        # Raw rows: the stored JSON goes out as it is, never decoded into events and re-encoded.
+        async for batch in self._store.subscribe_raw(self.published_position, self._batch_size):
+            outgoing = [m for m in map(self._to_message, batch) if m is not None]
             if outgoing:
                 await self._publish(outgoing)
             self.published_position = batch[-1].position
@@ -65,11 +60,7 @@ class Relay:
             head = await self._store.head_position()
             RELAY_LAG.labels(self._service).set(head - self.published_position)
 
-    async def _publish(self, publications: Sequence[Publication]) -> None:
-        messages = []
-        for topic, event in publications:
-            key, value, headers = encode(event)
-            messages.append(OutgoingMessage(topic, key, value, headers))
+    async def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         delay = self._backoff[0]
         while True:
             try:
@@ -79,6 +70,6 @@ class Relay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
                 continue
-            for topic, count in Counter(topic for topic, _ in publications).items():
+            for topic, count in Counter([m.topic for m in messages]).items():
                 RELAY_PUBLISHED.labels(self._service, topic).inc(count)
             return
