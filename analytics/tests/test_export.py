@@ -26,7 +26,15 @@ from shopstream_analytics.export import (
 from shopstream_analytics.formats import FORMATS, Format
 from shopstream_analytics.history import LiveNotFound
 from shopstream_analytics.selection import Selection
-from shopstream_analytics.sources import StoreRef, is_inbox_copy, opened, read_range, store_refs
+from shopstream_analytics.sources import (
+    StoredEvent,
+    StoreRef,
+    is_inbox_copy,
+    opened,
+    read_range,
+    read_range_stored,
+    store_refs,
+)
 from shopstream_analytics.synthetic import generate
 from shopstream_eventstore import RecordedEvent
 
@@ -54,6 +62,40 @@ async def store_events(refs: list[StoreRef]) -> list[tuple[str, RecordedEvent]]:
         async with opened(ref) as store:
             events += [(ref.service, e) async for page in read_range(store) for e in page]
     return events
+
+
+async def stored_events(refs: list[StoreRef]) -> list[tuple[str, StoredEvent]]:
+    events: list[tuple[str, StoredEvent]] = []
+    for ref in refs:
+        async with opened(ref) as store:
+            events += [(ref.service, e) async for page in read_range_stored(store, page=333) for e in page]
+    return events
+
+
+def assert_same_event(stored: StoredEvent, event: RecordedEvent) -> None:
+    """What an export takes from a ``StoredEvent`` equals the decoded read of the same row."""
+    assert (
+        stored.position,
+        stored.event_id,
+        stored.stream_id,
+        stored.stream_version,
+        stored.type,
+        stored.data_version,
+        stored.recorded_at,
+    ) == (
+        event.position,
+        str(event.event_id),
+        event.stream_id,
+        event.stream_version,
+        event.type,
+        event.data_version,
+        event.recorded_at,
+    )
+    meta = event.metadata
+    assert tuple(stored.metadata) == (meta.occurred_at, meta.correlation_id, meta.causation_id)
+    assert stored.metadata.occurred_at.tzinfo is meta.occurred_at.tzinfo
+    assert stored.recorded_at.tzinfo is event.recorded_at.tzinfo
+    assert orjson.loads(stored.data_text) == stored.data == event.data
 
 
 def read_back(path: Path, fmt: Format) -> list[dict[str, Any]]:
@@ -112,12 +154,31 @@ async def test_every_format_reads_back_equal_to_the_stores(
         assert schema.field("internal").type == pa.bool_()
 
 
+async def test_stored_events_are_the_decoded_events_undecoded(synthetic: list[StoreRef]) -> None:
+    decoded, stored = await store_events(synthetic), await stored_events(synthetic)
+    assert [(s, e.position) for s, e in stored] == [(s, e.position) for s, e in decoded]
+    for (_, raw), (_, event) in zip(stored, decoded, strict=True):
+        assert_same_event(raw, event)
+        # SQLite holds orjson's text: an export writes the very bytes it wrote before reading raw.
+        assert raw.data_text == orjson.dumps(event.data).decode()
+
+
 async def test_flat_rows_match_the_relay_cloudevents(synthetic: list[StoreRef]) -> None:
-    for service, event in (await store_events(synthetic))[::97]:
+    pairs = zip(await stored_events(synthetic), await store_events(synthetic), strict=True)
+    for (service, stored), (_, event) in list(pairs)[::97]:
         if is_inbox_copy(event):
             continue
         _, ce = to_cloudevent(service, event)
-        flat = row(service, event)
+        flat = row(service, stored)
+        assert flat[9:-1] == (
+            False,
+            service,
+            event.stream_id,
+            event.stream_version,
+            event.position,
+            event.recorded_at,
+        )
+        assert orjson.loads(orjson.dumps(flat[-1])) == ce.data
         assert flat[:9] == (
             ce.id,
             ce.source,
@@ -287,7 +348,21 @@ async def test_postgres_stores_export_the_same(postgres_dsn: str, tmp_path: Path
     out = tmp_path / "pg.parquet"
     summary = await export_events(refs, Selection(), out, "parquet")
     assert summary.exported == 1_500
-    assert key(read_back(out, "parquet")) == expected(await store_events(refs), lambda e: True)
+    events = await store_events(refs)
+    rows = read_back(out, "parquet")
+    assert key(rows) == expected(events, lambda e: True)
+    # PostgreSQL hands out its jsonb text (its own spacing and key order): the same JSON values.
+    stored = await stored_events(refs)
+    for (_, raw), (_, event) in zip(stored, events, strict=True):
+        assert_same_event(raw, event)
+    by_id = {str(e.event_id): e for _, e in events}
+    for r in rows:
+        event = by_id[r["id"]]
+        assert r["data"] == event.data
+        assert (r["time"], r["recorded_at"]) == (event.metadata.occurred_at, event.recorded_at)
+    jsonl = tmp_path / "pg.jsonl"
+    await export_events(refs, Selection(), jsonl, "jsonl")
+    assert [r["data"] for r in read_back(jsonl, "jsonl")] == [r["data"] for r in rows]
 
 
 async def test_memory_does_not_grow_with_the_history(tmp_path: Path) -> None:

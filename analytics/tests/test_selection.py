@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from shopstream_analytics.selection import LiveTracker, Selection, SelectionError, parse_instant
-from shopstream_eventstore import EventMetadata, RecordedEvent
+from shopstream_analytics.sources import StoredEvent
+from shopstream_eventstore import EventMetadata, RawEvent, RecordedEvent
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +56,35 @@ def test_reversed_or_empty_ranges_are_refused() -> None:
         Selection.of(from_position=0)
     with pytest.raises(SelectionError, match="live id is empty"):
         Selection.of(live_id=" ")
+
+
+def test_stored_events_are_selected_as_the_decoded_ones() -> None:
+    raw = RawEvent(
+        7,
+        "0193a247-4500-7d66-a39c-f291ea90a8f0",
+        "order-ord_1",
+        2,
+        "shopstream.orders.OrderPlaced",
+        1,
+        '{"order_id": "ord_1", "attribution": {"live_id": "liv_1"}}',
+        '{"occurred_at": "2025-05-01T22:00:00+02:00", "correlation_id": "cor_1", "extra": {"a": "b"}}',
+        T0,
+    )
+    stored = StoredEvent(raw)
+    assert tuple(stored.metadata) == (T0, "cor_1", None)
+    assert stored.metadata.occurred_at.tzinfo is UTC
+    assert stored.data == {"order_id": "ord_1", "attribution": {"live_id": "liv_1"}}
+    assert stored.data_text == raw.data
+    event = recorded(at=T0, data=dict(stored.data))
+    for selection in (
+        Selection(),
+        Selection(since=T0),
+        Selection(until=T0),
+        Selection.of(stream_prefix="order-"),
+        Selection.of(types=["shopstream.live.LiveStarted"]),
+    ):
+        assert selection.takes(stored) == selection.takes(event), selection
+    assert LiveTracker("liv_1").belongs(stored.data)
 
 
 def test_time_range_is_half_open_on_occurred_at() -> None:

@@ -22,7 +22,7 @@ from shopstream_messaging.kafka import BatchProducer, OutgoingMessage, producer_
 from .envelope import to_cloudevent
 from .history import History
 from .selection import Selection, SelectionError
-from .sources import StoreRef
+from .sources import StoreRef, read_range
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ async def backfill(
     producer = BatchProducer(producer_config(bootstrap, **(producer_overrides or {})))
     topics: Counter[str] = Counter()
     try:
-        async with History(refs, selection, page=page, progress=counted) as history:
+        async with History(refs, selection, read_range, page=page, progress=counted) as history:
             batch: list[OutgoingMessage] = []
             async for service, events in history.runs():
                 for event in events:

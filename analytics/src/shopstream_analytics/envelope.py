@@ -3,13 +3,16 @@ time, subject, key and data as the relay's, because it is built by the same rule
 (``contract_publication``). Internal events have no contract: they get the owning service's
 source and their stream id as subject, and are never published.
 
-``row`` gives the same attributes as a flat tuple without building a ``CloudEvent`` (an export
-writes millions of them; ``tests/test_export.py`` holds it equal to ``to_cloudevent``)."""
+``row`` gives the same attributes as a flat tuple from a ``StoredEvent`` without building a
+``CloudEvent`` or re-encoding the data (an export writes millions of them; ``tests/test_export.py``
+holds it equal to ``to_cloudevent``)."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
+
+import orjson
 
 from shopstream_contracts import REGISTRY
 from shopstream_contracts.errors import UnknownEventType
@@ -17,7 +20,7 @@ from shopstream_eventstore import RecordedEvent
 from shopstream_messaging.cloudevents import SPECVERSION, CloudEvent
 from shopstream_messaging.publishing import ToPublic, contract_publication
 
-from .sources import owner_of
+from .sources import StoredEvent, owner_of
 
 _owner = functools.cache(owner_of)
 
@@ -60,17 +63,18 @@ def _contract(event_type: str) -> tuple[str, str] | None:
     return topic.source, topic.key
 
 
-def row(service: str, event: RecordedEvent) -> tuple[Any, ...]:
-    """``formats.ENVELOPE`` + ``data`` of an event read from ``service``'s store."""
+def row(service: str, event: StoredEvent) -> tuple[Any, ...]:
+    """``formats.ENVELOPE`` + ``data`` of an event read from ``service``'s store. The data is the
+    stored JSON text, as an ``orjson.Fragment`` (JSONL embeds it, CSV and Parquet write it as is);
+    it is decoded only for a public event's subject (its contract's key field)."""
     contract = _contract(event.type)
-    data = event.data
     if contract is None:
         source, subject = f"/shopstream/{service}", event.stream_id
     else:
-        source, subject = contract[0], str(data[contract[1]])
+        source, subject = contract[0], str(event.data[contract[1]])
     meta = event.metadata
     return (
-        str(event.event_id),
+        event.event_id,
         source,
         event.type,
         SPECVERSION,
@@ -85,5 +89,5 @@ def row(service: str, event: RecordedEvent) -> tuple[Any, ...]:
         event.stream_version,
         event.position,
         event.recorded_at,
-        data,
+        orjson.Fragment(event.data_text),
     )

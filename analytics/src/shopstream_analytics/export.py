@@ -1,7 +1,10 @@
 """Export the selected history of one or several stores to JSONL, CSV or Parquet.
 
 Rows are the CloudEvents the owners publish (``formats.ENVELOPE`` + ``data``). Memory is
-bounded by a page per store and a row group, however long the history.
+bounded by a page per store and a row group, however long the history. The stores are read raw
+(``sources.read_range_stored``): ``data`` is written as the JSON text the store holds (on SQLite
+the very bytes an encoding of the decoded payload gives; PostgreSQL's jsonb text has its own
+spacing and key order), and JSON is decoded only where a row or a filter needs a value.
 
 Nothing half-written ever sits under the final name: the export writes ``<out>.partial`` (a
 directory of per-type files with ``flatten``) and renames it at the end. After every row group
@@ -29,7 +32,6 @@ import orjson
 
 from shopstream_contracts import REGISTRY
 from shopstream_contracts.errors import UnknownEventType, UnknownEventVersion
-from shopstream_eventstore import RecordedEvent
 from shopstream_observability import get_logger
 
 from .envelope import row as _row
@@ -37,14 +39,14 @@ from .flatten import Flattener
 from .formats import DATA, ENVELOPE, FORMATS, CannotResume, Column, Format, Writer, open_writer, suffix
 from .history import History, LiveNotFound
 from .selection import Selection
-from .sources import StoreRef
+from .sources import StoredEvent, StoreRef, read_range_stored
 
 log = get_logger(__name__)
 
 COLUMNS: tuple[Column, ...] = (*ENVELOPE, DATA)
 """The columns of an export without ``flatten``."""
 
-RowOf = Callable[[str, RecordedEvent], Sequence[Any]]
+RowOf = Callable[[str, StoredEvent], Sequence[Any]]
 
 
 class ExportError(Exception):
@@ -123,7 +125,12 @@ async def export_events(
 
     threshold = row_group or 4 * page
     history = History(
-        refs, selection, resume=None if saved is None else saved["stores"], page=page, progress=counted
+        refs,
+        selection,
+        read_range_stored,
+        resume=None if saved is None else saved["stores"],
+        page=page,
+        progress=counted,
     )
 
     opened = False
@@ -237,7 +244,7 @@ class _Sink:
     def buffered(self) -> int:
         return sum(writer.buffered for writer, _ in self._writers.values())
 
-    def write(self, service: str, events: Sequence[RecordedEvent]) -> None:
+    def write(self, service: str, events: Sequence[StoredEvent]) -> None:
         # Rows first, then the writers: a run is taken whole or not at all.
         if not self._flatten:
             writer, row = self._writers[self._partial.name]
@@ -281,7 +288,7 @@ class _Sink:
         return entry
 
 
-def _flat_row(flattener: Flattener, service: str, event: RecordedEvent) -> Sequence[Any]:
+def _flat_row(flattener: Flattener, service: str, event: StoredEvent) -> Sequence[Any]:
     row = _row(service, event)
     return (*row[:-1], *flattener.values(event.data))
 

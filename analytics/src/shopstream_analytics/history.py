@@ -19,17 +19,17 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic
 
 from shopstream_eventstore import EventStore, RecordedEvent
 
 from .selection import LiveTracker, Selection, SelectionError
-from .sources import StoreRef, open_store, read_range
+from .sources import E, ReadRange, StoreRef, open_store, read_range
 
 Progress = Callable[[int], None]
 """Called with the number of store positions just scanned (selected or not)."""
 
-Run = tuple[str, list[RecordedEvent]]
+Run = tuple[str, list[E]]
 """Consecutive events of one service, in the merged order."""
 
 
@@ -37,7 +37,7 @@ class LiveNotFound(SelectionError):
     """No event of the read range names the live."""
 
 
-class _Cursor:
+class _Cursor(Generic[E]):
     """One store's selected events not yet handed out."""
 
     def __init__(
@@ -52,6 +52,7 @@ class _Cursor:
         tracker: LiveTracker | None,
         page: int,
         progress: Progress | None,
+        read: ReadRange[E],
     ) -> None:
         self.ref = ref
         self.after = after
@@ -59,11 +60,11 @@ class _Cursor:
         self.until = until
         self.scanned = start
         self.tracker = tracker
-        self.pending: deque[RecordedEvent] = deque()
+        self.pending: deque[E] = deque()
         self._selection = selection
         self._progress = progress
-        self._pages = read_range(store, after=start, until=until, page=page)
-        self._next: asyncio.Future[Sequence[RecordedEvent] | None] | None = None
+        self._pages = read(store, after=start, until=until, page=page)
+        self._next: asyncio.Future[Sequence[E] | None] | None = None
         self._done = start >= until
 
     @property
@@ -93,7 +94,7 @@ class _Cursor:
         if isinstance(self._pages, AsyncGenerator):
             await self._pages.aclose()
 
-    async def _next_page(self) -> Sequence[RecordedEvent] | None:
+    async def _next_page(self) -> Sequence[E] | None:
         pending = self._next or asyncio.ensure_future(anext(self._pages, None))
         self._next = None
         page = await pending
@@ -101,7 +102,7 @@ class _Cursor:
             self._next = asyncio.ensure_future(anext(self._pages, None))
         return page
 
-    def _take(self, page: Sequence[RecordedEvent]) -> None:
+    def _take(self, page: Sequence[E]) -> None:
         takes, tracker = self._selection.takes, self.tracker
         if tracker is None:
             self.pending.extend(event for event in page if takes(event))
@@ -117,13 +118,16 @@ class _Cursor:
             self._progress(scanned)
 
 
-class History:
-    """Open with ``async with History(refs, selection) as history``, then iterate ``runs()``."""
+class History(Generic[E]):
+    """Open with ``async with History(refs, selection, read_range) as history``, then iterate
+    ``runs()``. ``read`` says how a store is read: ``read_range`` for ``RecordedEvent``s,
+    ``sources.read_range_stored`` for ``StoredEvent``s."""
 
     def __init__(
         self,
         refs: Sequence[StoreRef],
         selection: Selection,
+        read: ReadRange[E],
         *,
         resume: Mapping[str, Any] | None = None,
         page: int = 5_000,
@@ -136,10 +140,11 @@ class History:
         self._resume = resume or {}
         self._page = page
         self._progress = progress
+        self._read = read
         self._stack = contextlib.AsyncExitStack()
-        self._cursors: list[_Cursor] = []
+        self._cursors: list[_Cursor[E]] = []
 
-    async def __aenter__(self) -> History:
+    async def __aenter__(self) -> History[E]:
         try:
             for ref in self._refs:
                 store = await open_store(ref)
@@ -162,7 +167,7 @@ class History:
         """Positions left to scan over every store (the length of a progress bar)."""
         return sum(cursor.until - cursor.scanned for cursor in self._cursors)
 
-    async def runs(self) -> AsyncIterator[Run]:
+    async def runs(self) -> AsyncIterator[Run[E]]:
         """The selected events, merged, in runs of at most one page."""
         heap: list[tuple[tuple[datetime, str, int], int]] = []
         for index, cursor in enumerate(self._cursors):
@@ -193,7 +198,7 @@ class History:
             for cursor in self._cursors
         }
 
-    async def _cursor(self, ref: StoreRef, store: EventStore) -> _Cursor:
+    async def _cursor(self, ref: StoreRef, store: EventStore) -> _Cursor[E]:
         selection = self._selection
         saved = self._resume.get(ref.service)
         if saved is not None:
@@ -220,9 +225,10 @@ class History:
             tracker=tracker,
             page=self._page,
             progress=self._progress,
+            read=self._read,
         )
 
-    def _run(self, cursor: _Cursor, bound: tuple[datetime, str, int] | None) -> list[RecordedEvent]:
+    def _run(self, cursor: _Cursor[E], bound: tuple[datetime, str, int] | None) -> list[E]:
         pending, limit = cursor.pending, self._page
         if bound is None:
             count = min(len(pending), limit)
@@ -245,5 +251,6 @@ class History:
 
 async def count_to_scan(refs: Sequence[StoreRef], selection: Selection) -> int:
     """The store positions a read of ``selection`` goes over (a progress bar's length)."""
-    async with History(refs, selection) as history:
+    history: History[RecordedEvent] = History(refs, selection, read_range)
+    async with history:
         return history.to_scan

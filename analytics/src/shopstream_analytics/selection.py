@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shopstream_eventstore import RecordedEvent
-
-from .sources import is_inbox_copy, owner_of
+from .sources import Event, is_inbox_copy, owner_of
 
 _owner = functools.cache(owner_of)
 
@@ -118,7 +116,7 @@ class Selection:
         """The position a store is read after."""
         return 0 if self.from_position is None else self.from_position - 1
 
-    def takes(self, event: RecordedEvent) -> bool:
+    def takes(self, event: Event) -> bool:
         """Every criterion but the live (which needs a ``LiveTracker``)."""
         if self.types and event.type not in self.types:
             return False
@@ -128,6 +126,8 @@ class Selection:
             return False
         if self.stream_prefix is not None and not event.stream_id.startswith(self.stream_prefix):
             return False
+        if self.since is None and self.until is None:
+            return True
         occurred = event.metadata.occurred_at
         if self.since is not None and occurred < self.since:
             return False

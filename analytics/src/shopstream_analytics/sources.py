@@ -5,20 +5,28 @@ long the history).
 Each store holds its service's own events and inbox copies of the events it consumed from other
 services (streams ``inbox:<topic>:<key>``, same event ids). Reading "all stores" therefore reads
 each service's *own* events only, so every event of the platform comes once, from its owner.
+
+Readers that look into every event take ``RecordedEvent``s (``read_range``); the export, which
+mostly passes events on, takes ``StoredEvent``s (``read_range_stored``): the stored rows with
+their JSON left as text, decoded only when a row or a filter asks for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import orjson
 
 from shopstream_contracts import REGISTRY
 from shopstream_contracts.errors import UnknownEventType
-from shopstream_eventstore import EventStore, RecordedEvent
+from shopstream_eventstore import EventStore, RawEvent, RecordedEvent
 from shopstream_messaging.inbox import INBOX_PREFIX
 
 SERVICES: tuple[str, ...] = ("live", "chat", "catalog", "orders", "commission")
@@ -84,7 +92,100 @@ async def opened(ref: StoreRef) -> AsyncIterator[EventStore]:
         await store.close()
 
 
-def is_inbox_copy(event: RecordedEvent) -> bool:
+class Occurred(Protocol):
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+class Event(Protocol):
+    """What the selection and the merge look at: a ``RecordedEvent`` or a ``StoredEvent``."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def stream_id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def metadata(self) -> Occurred: ...
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+
+E = TypeVar("E", bound=Event)
+E_co = TypeVar("E_co", bound=Event, covariant=True)
+
+
+class Metadata(NamedTuple):
+    """A stored event's metadata as an export row needs it (``EventMetadata`` without ``extra``)."""
+
+    occurred_at: datetime
+    correlation_id: str | None
+    causation_id: str | None
+
+
+class StoredEvent:
+    """A stored event with its data and metadata kept as the JSON text the store holds, each
+    decoded on first use (an export writes the data text as is, and decodes it only for the
+    CloudEvent subject, the live filter or ``flatten``). ``event_id`` is the id's text."""
+
+    __slots__ = (
+        "_data",
+        "_metadata",
+        "data_text",
+        "data_version",
+        "event_id",
+        "metadata_text",
+        "position",
+        "recorded_at",
+        "stream_id",
+        "stream_version",
+        "type",
+    )
+
+    def __init__(self, raw: RawEvent) -> None:
+        (
+            self.position,
+            self.event_id,
+            self.stream_id,
+            self.stream_version,
+            self.type,
+            self.data_version,
+            self.data_text,
+            self.metadata_text,
+            self.recorded_at,
+        ) = raw
+        self._data: Mapping[str, Any] | None = None
+        self._metadata: Metadata | None = None
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        data = self._data
+        if data is None:
+            data = self._data = orjson.loads(self.data_text)
+        return data
+
+    @property
+    def metadata(self) -> Metadata:
+        meta = self._metadata
+        if meta is None:
+            doc = orjson.loads(self.metadata_text)
+            get = doc.get
+            meta = self._metadata = Metadata(
+                utc(datetime.fromisoformat(doc["occurred_at"])), get("correlation_id"), get("causation_id")
+            )
+        return meta
+
+
+def utc(moment: datetime) -> datetime:
+    """The instant in UTC, as the stores hand out ``occurred_at`` and ``recorded_at``."""
+    zone = moment.tzinfo
+    if zone is UTC:
+        return moment
+    return moment.replace(tzinfo=UTC) if zone is None else moment.astimezone(UTC)
+
+
+def is_inbox_copy(event: Event) -> bool:
     return event.stream_id.startswith(INBOX_PREFIX)
 
 
@@ -96,7 +197,15 @@ def owner_of(event_type: str) -> str | None:
         return None
 
 
-async def read_range(
+class ReadRange(Protocol[E_co]):
+    """``read_range`` or ``read_range_stored``."""
+
+    def __call__(
+        self, store: EventStore, *, after: int = 0, until: int | None = None, page: int = 5_000
+    ) -> AsyncIterator[Sequence[E_co]]: ...
+
+
+def read_range(
     store: EventStore,
     *,
     after: int = 0,
@@ -105,10 +214,31 @@ async def read_range(
 ) -> AsyncIterator[Sequence[RecordedEvent]]:
     """Pages of events with ``after < position <= until`` in position order; ``until`` defaults to
     the head when the read starts, so a read of a live store ends (and is repeatable)."""
+    return _pages(store, store.read_all, after, until, page)
+
+
+def read_range_stored(
+    store: EventStore,
+    *,
+    after: int = 0,
+    until: int | None = None,
+    page: int = 5_000,
+) -> AsyncIterator[Sequence[StoredEvent]]:
+    """``read_range`` with the events as ``StoredEvent``s."""
+    return _pages(store, functools.partial(_read_stored, store), after, until, page)
+
+
+async def _pages(
+    store: EventStore,
+    read: Callable[[int, int], Awaitable[Sequence[E]]],
+    after: int,
+    until: int | None,
+    page: int,
+) -> AsyncIterator[Sequence[E]]:
     end = await store.head_position() if until is None else until
     position = after
     while position < end:
-        batch = await store.read_all(position, page)
+        batch = await read(position, page)
         if not batch:
             return
         if batch[-1].position > end:
@@ -118,6 +248,10 @@ async def read_range(
             return
         yield batch
         position = batch[-1].position
+
+
+async def _read_stored(store: EventStore, after: int, limit: int) -> list[StoredEvent]:
+    return [StoredEvent(raw) for raw in await store.read_all_raw(after, limit)]
 
 
 async def position_at(store: EventStore, moment: datetime, *, page: int = 5_000) -> int:

@@ -72,8 +72,13 @@ def recorded(
         data_version,
         orjson.loads(data),
         load_metadata(metadata),
-        _utc(recorded_at if isinstance(recorded_at, datetime) else datetime.fromisoformat(recorded_at)),
+        utc_time(recorded_at),
     )
+
+
+def utc_time(stored: str | datetime) -> datetime:
+    """A stored timestamp (SQLite keeps ISO text, PostgreSQL a timestamptz) in UTC."""
+    return _utc(stored if isinstance(stored, datetime) else datetime.fromisoformat(stored))
 
 
 def raw(event: RecordedEvent) -> RawEvent:
@@ -87,6 +92,7 @@ def raw(event: RecordedEvent) -> RawEvent:
         event.data_version,
         orjson.dumps(event.data).decode(),
         dump_metadata(event.metadata),
+        event.recorded_at,
     )
 
 

@@ -85,6 +85,8 @@ class RawEvent(NamedTuple):
     metadata: str
     """The JSON object of ``EventMetadata``: ``occurred_at`` (ISO 8601) and, when set,
     ``correlation_id``, ``causation_id`` and ``extra``."""
+    recorded_at: datetime
+    """When the store committed it, in UTC."""
 
 
 @dataclass(frozen=True, slots=True)

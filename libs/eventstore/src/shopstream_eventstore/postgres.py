@@ -132,12 +132,12 @@ class PostgresEventStore(GroupCommitStore):
     async def read_all_raw(self, after_position: int = 0, limit: int = 1000) -> list[RawEvent]:
         rows = await self._pool.fetch(
             "SELECT position, event_id::text, stream_id, stream_version, type, data_version, "
-            f"data::text, metadata::text FROM {self._schema}.events "
+            f"data::text, metadata::text, recorded_at FROM {self._schema}.events "
             "WHERE position > $1 ORDER BY position LIMIT $2",
             after_position,
             limit,
         )
-        return [RawEvent(*row) for row in rows]
+        return [RawEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], ser.utc_time(r[8])) for r in rows]
 
     async def head_position(self) -> int:
         return await self._head(self._pool)

@@ -54,8 +54,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 _COLUMNS = "event_id, stream_id, stream_version, position, type, data_version, data, metadata, recorded_at"
 _READ_ALL_RAW = (
-    "SELECT position, event_id, stream_id, stream_version, type, data_version, data, metadata "
-    "FROM events WHERE position > ? ORDER BY position LIMIT ?"
+    "SELECT position, event_id, stream_id, stream_version, type, data_version, data, metadata, "
+    "recorded_at FROM events WHERE position > ? ORDER BY position LIMIT ?"
 )
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -164,7 +164,9 @@ class SqliteEventStore(GroupCommitStore):
     async def read_all_raw(self, after_position: int = 0, limit: int = 1000) -> list[RawEvent]:
         def query(conn: sqlite3.Connection) -> list[RawEvent]:
             rows = conn.execute(_READ_ALL_RAW, (after_position, limit)).fetchall()
-            return list(map(RawEvent._make, rows))
+            return [
+                RawEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], ser.utc_time(r[8])) for r in rows
+            ]
 
         return await self._reader.run(query)
 

@@ -339,9 +339,19 @@ async def test_raw_reads_hold_the_same_events_as_decoded_ones(store: EventStore)
     raw = await store.read_all_raw(start, limit=10)
     assert all(isinstance(r, RawEvent) for r in raw)
     assert [_decoded(r) for r in raw] == [
-        (e.position, str(e.event_id), e.stream_id, e.stream_version, e.type, e.data_version, dict(e.data))
+        (
+            e.position,
+            str(e.event_id),
+            e.stream_id,
+            e.stream_version,
+            e.type,
+            e.data_version,
+            dict(e.data),
+            e.recorded_at,
+        )
         for e in decoded
     ]
+    assert all(r.recorded_at.tzinfo is UTC for r in raw)
     stored_meta = orjson.loads(raw[1].metadata)
     assert datetime.fromisoformat(stored_meta["occurred_at"]) == meta.occurred_at
     assert (stored_meta["correlation_id"], stored_meta["causation_id"], stored_meta["extra"]) == (
@@ -373,7 +383,7 @@ async def test_raw_subscription_follows_like_the_decoded_one(store: EventStore) 
 
 
 def _decoded(raw: RawEvent) -> tuple[object, ...]:
-    return (*raw[:6], orjson.loads(raw.data))
+    return (*raw[:6], orjson.loads(raw.data), raw.recorded_at)
 
 
 async def test_subscription_from_a_checkpoint_starts_right_after_it(store: EventStore) -> None:
