@@ -195,8 +195,8 @@ GENERATOR_NOTE = (
     "per-event dataclasses and JSON dumps), or one generating process per store."
 )
 EXPORT_NOTE = (
-    "The export now reads the stores' raw rows (EventStore.read_all_raw, plus one indexed query per page "
-    "for recorded_at, which RawEvent does not carry) and writes each event's stored data text as is "
+    "The export now reads the stores' raw rows (EventStore.read_all_raw) and writes each event's "
+    "stored data text as is "
     "(orjson.Fragment in JSONL, the text in CSV and Parquet; byte-identical to before on SQLite). It "
     "decodes only what a row or a filter needs: the metadata of selected events (time, correlation "
     "ids; inbox copies skipped unread), the data of public events for the CloudEvent subject, and the "
@@ -210,9 +210,8 @@ EXPORT_NOTE = (
     "(RecordedEvent) to ~168,000-191,000 events/s. What is left is Python per event on the event loop "
     "under one GIL: decoding metadata and data for the subject, the k-way merge (the stores' events "
     "interleave, so runs average under two events), building the row tuples and pyarrow converting "
-    "Python lists (timestamps as datetimes). What would move it: recorded_at in RawEvent (drops the "
-    "second query), Arrow arrays built column-wise from the raw pages, one process per store feeding "
-    "the merge."
+    "Python lists (timestamps as datetimes). What would move it: Arrow arrays built column-wise from the raw "
+    "pages, one process per store feeding the merge."
 )
 REBUILD_NOTE = (
     "The bottleneck of the `projection` benchmark's rebuild (see its note): OrdersView decodes every "
