@@ -257,14 +257,19 @@ async def test_an_interrupted_rebuild_resumes_its_generation(backend: Backend) -
     async with running(first):
         await caught_up(first, store)
 
-    crashing = ProjectionRunner(store, db, CrashesDuringRebuild(), service="test", batch_size=10)
+    # Pages of 10 while rebuilding too (not the default 5,000), so that it stops mid-way.
+    crashing = ProjectionRunner(
+        store, db, CrashesDuringRebuild(), service="test", batch_size=10, rebuild_batch_size=10
+    )
     with pytest.raises(EventProcessingFailed):
         await crashing.rebuild()
     ((building,),) = await db.fetch("SELECT position FROM projection_generations WHERE serving = 0")
     assert 0 < building < await store.head_position(), "the rebuild must stop mid-way"
 
     # A new runner (a restarted process) picks the same generation up where it stopped.
-    second = ProjectionRunner(store, db, StockProjection(), service="test", batch_size=10)
+    second = ProjectionRunner(
+        store, db, StockProjection(), service="test", batch_size=10, rebuild_batch_size=10
+    )
     result = await second.rebuild(verify=True)
     assert result.generation == 2
     assert result.previous == result.rebuilt

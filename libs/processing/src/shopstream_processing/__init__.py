@@ -6,7 +6,15 @@ Backends for read models are imported from their modules (``shopstream_processin
 
 from .checksum import Checksum
 from .policies import POLICY_NAMESPACE, CommandHandler, IssuedCommand, Policy, PolicyRunner, command_id
-from .projections import CheckpointMoved, Projection, ProjectionRunner, RebuildResult, Table, TableNames
+from .projections import (
+    CheckpointMoved,
+    Projection,
+    ProjectionRunner,
+    RawProjection,
+    RebuildResult,
+    Table,
+    TableNames,
+)
 from .readmodel import ReadModelDb, Row, RowCountMismatch, Statement
 from .supervision import Backoff, EventProcessingFailed
 
@@ -22,6 +30,7 @@ __all__ = [
     "PolicyRunner",
     "Projection",
     "ProjectionRunner",
+    "RawProjection",
     "ReadModelDb",
     "RebuildResult",
     "Row",

@@ -23,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from shopstream_eventstore import EventStore, RecordedEvent
+from shopstream_eventstore import EventStore, RawEvent, RecordedEvent
 from shopstream_observability import get_logger
 from shopstream_observability.metrics import BATCH_SECONDS, PROJECTION_LAG
 
@@ -61,7 +61,9 @@ class Projection(Protocol):
     """A read model: ``apply`` folds events into its tables.
 
     ``apply`` must be deterministic and must give the same rows whether events come in one
-    batch or several (the runner splits batches differently live and during a rebuild). Bump
+    batch or several (the runner splits batches differently live and during a rebuild). It must
+    also be pure: during a rebuild the runner folds the next page while the previous page's
+    transaction runs, and drops those statements if that transaction fails. Bump
     ``version`` whenever ``tables`` or ``apply`` change meaning: the runner then rebuilds.
     """
 
@@ -77,6 +79,27 @@ class Projection(Protocol):
     def apply(self, events: Sequence[RecordedEvent], tables: TableNames) -> Sequence[Statement]:
         """The statements that fold ``events`` into the tables; events it ignores yield none."""
         ...
+
+
+class RawProjection(Projection, Protocol):
+    """A projection that can also fold events as the store holds them (``RawEvent``: data and
+    metadata as JSON text), skipping the decode into ``RecordedEvent`` (a UUID, a dict, an
+    ``EventMetadata`` and two datetimes per event, several times a raw row's read). The runner
+    reads raw events for such a projection, live and during a rebuild; ``apply`` stays for
+    callers holding recorded events. Both must give the same rows for the same events, with one
+    latitude: ``apply_raw`` may return statements that fail a batch which event-by-event
+    application would not (an optimistic set-based fold meeting an unexpected row), since the
+    runner then re-applies that batch one event per transaction."""
+
+    def apply_raw(self, events: Sequence[RawEvent], tables: TableNames) -> Sequence[Statement]: ...
+
+
+def reads_raw(projection: Projection) -> bool:
+    """Whether the projection opted in to raw events (it has an ``apply_raw``)."""
+    return callable(getattr(projection, "apply_raw", None))
+
+
+Events = Sequence[RecordedEvent] | Sequence[RawEvent]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +144,13 @@ class ProjectionRunner(FollowingRunner):
         *,
         service: str,
         batch_size: int = 500,
+        rebuild_batch_size: int = 5_000,
         backoff: Backoff | None = None,
     ) -> None:
+        """``batch_size`` events at most per transaction while following the store;
+        ``rebuild_batch_size`` while a rebuild fills a generation from the store:
+        fewer, larger transactions, each still with its checkpoint (on SQLite every commit is an
+        fsync)."""
         for table in projection.tables:
             # Table names go into SQL text (and grow by a generation suffix): keep them plain.
             if not _IDENTIFIER.match(table.name):
@@ -134,10 +162,12 @@ class ProjectionRunner(FollowingRunner):
         self._projection = projection
         self._service = service
         self._batch_size = batch_size
+        self._rebuild_batch_size = max(batch_size, rebuild_batch_size)
         # Held while a generation is written, so a rebuild's swap never interleaves with a batch.
         self._lock = asyncio.Lock()
         self._serving: _Generation | None = None
         self._rebuilding = False
+        self._raw = reads_raw(projection)
 
     @property
     def name(self) -> str:
@@ -171,6 +201,10 @@ class ProjectionRunner(FollowingRunner):
                 from_position=building.position,
             )
             await self._advance(building, await self._store.head_position())
+            # Secondary indexes are built once the bulk of the rows is in (one sorted build per
+            # index instead of a B-tree insert per row and index); the catch-up below is small.
+            if indexes := self._indexes(building, if_not_exists=True):
+                await self._db.transaction(indexes)
             async with self._lock:
                 serving = self._serving or await self._load()
                 previous = rebuilt = None
@@ -216,12 +250,18 @@ class ProjectionRunner(FollowingRunner):
         if serving.version != self._projection.version:
             await self.rebuild()
         self.loaded.set()
-        async for batch in self._store.subscribe(self._progress.position, self._batch_size):
+        subscribe = self._store.subscribe_raw if self._raw else self._store.subscribe
+        batch: Events
+        async for batch in subscribe(self._progress.position, self._batch_size):
             started = time.perf_counter()
             async with self._lock:
                 serving = self._current()
                 # A rebuild's swap may have moved the serving generation past this batch's start.
-                fresh = [event for event in batch if event.position > serving.position]
+                fresh: Events
+                if not batch or batch[0].position > serving.position:
+                    fresh = batch
+                else:
+                    fresh = [event for event in batch if event.position > serving.position]  # type: ignore[assignment]
                 if not fresh:
                     continue
                 await self._apply(serving, fresh)
@@ -282,7 +322,7 @@ class ProjectionRunner(FollowingRunner):
         statements = [statement for g in stale for statement in self._drop(g)]
         if resumed is None:
             resumed = self._new_generation(generations, serving=False)
-            statements += self._create(resumed)
+            statements += self._create(resumed, indexes=False)
         if statements:
             await self._db.transaction(statements)
         return resumed
@@ -292,7 +332,7 @@ class ProjectionRunner(FollowingRunner):
         tables = [table.name for table in self._projection.tables]
         return _generation(number, self._projection.version, tables, 0, serving)
 
-    def _create(self, generation: _Generation) -> list[Statement]:
+    def _create(self, generation: _Generation, *, indexes: bool = True) -> list[Statement]:
         statements = [
             Statement(
                 f"INSERT INTO {REGISTRY_TABLE} (projection, generation, version, tables, position, serving) "
@@ -307,14 +347,24 @@ class ProjectionRunner(FollowingRunner):
                 ),
             )
         ]
-        for table in self._projection.tables:
-            physical = generation.tables[table.name]
-            statements.append(Statement(f"CREATE TABLE {physical} ({table.columns})"))
-            statements += [
-                Statement(f"CREATE INDEX {physical}__i{n} ON {physical} ({columns})")
-                for n, columns in enumerate(table.indexes)
-            ]
+        statements += [
+            Statement(f"CREATE TABLE {generation.tables[table.name]} ({table.columns})")
+            for table in self._projection.tables
+        ]
+        if indexes:
+            statements += self._indexes(generation)
         return statements
+
+    def _indexes(self, generation: _Generation, *, if_not_exists: bool = False) -> list[Statement]:
+        """The secondary indexes (``Table.indexes``; keys and unique constraints are part of the
+        columns, so rows conflict the same with or without these)."""
+        create = "CREATE INDEX IF NOT EXISTS" if if_not_exists else "CREATE INDEX"
+        return [
+            Statement(f"{create} {physical}__i{n} ON {physical} ({columns})")
+            for table in self._projection.tables
+            for physical in (generation.tables[table.name],)
+            for n, columns in enumerate(table.indexes)
+        ]
 
     def _drop(self, generation: _Generation) -> list[Statement]:
         return [
@@ -361,32 +411,58 @@ class ProjectionRunner(FollowingRunner):
     async def _advance(self, generation: _Generation, until: int) -> None:
         """Apply the store's events after the generation's checkpoint, up to ``until`` included.
 
-        The next page is read while the current one is applied: reading (the store's connection)
-        and writing (the read model's) then overlap instead of taking turns, which is most of a
-        rebuild's time."""
+        Three pages are in flight at once: the next one is read (the store's connection) while
+        the projection folds the current one into statements (the event loop) while the previous
+        one's transaction runs (the read model's connection). Transactions still run one at a
+        time and in order, each with its checkpoint; only ``apply``, which is pure, runs ahead."""
         if generation.position >= until:
             return
-        reading = asyncio.ensure_future(self._store.read_all(generation.position, self._batch_size))
+        read: Callable[[int, int], Awaitable[Events]] = (
+            self._store.read_all_raw if self._raw else self._store.read_all
+        )
+        page_size = self._rebuild_batch_size
+        reading = asyncio.ensure_future(read(generation.position, page_size))
+        writing: asyncio.Future[None] | None = None
         try:
             while True:
-                events = [event for event in await reading if event.position <= until]
+                page = await reading
+                events: Events = page
+                if page and page[-1].position > until:
+                    events = [event for event in page if event.position <= until]  # type: ignore[assignment]
                 if not events:
-                    return
+                    break
                 if events[-1].position < until:
-                    reading = asyncio.ensure_future(
-                        self._store.read_all(events[-1].position, self._batch_size)
-                    )
-                await self._apply(generation, events)
-                if generation.position >= until:
-                    return
+                    reading = asyncio.ensure_future(read(events[-1].position, page_size))
+                try:
+                    statements: Sequence[Statement] | None = self._statements(generation, events)
+                except Exception:
+                    statements = None  # _apply calls apply again and names the failing event
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(self._apply(generation, events, statements))
+                # Let the transaction start (reach its connection) before folding the next page:
+                # awaiting a page that is already read would not yield to it.
+                await asyncio.sleep(0)
+                if events[-1].position >= until:
+                    break
+            if writing is not None:
+                await writing
         finally:
-            if not reading.done():
-                reading.cancel()
-                await asyncio.gather(reading, return_exceptions=True)
+            for pending in (reading, writing):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
 
-    async def _apply(self, generation: _Generation, events: Sequence[RecordedEvent]) -> None:
+    def _statements(self, generation: _Generation, events: Events) -> Sequence[Statement]:
+        if self._raw:
+            return self._projection.apply_raw(events, generation.tables)  # type: ignore[attr-defined, no-any-return]
+        return self._projection.apply(events, generation.tables)  # type: ignore[arg-type]
+
+    async def _apply(
+        self, generation: _Generation, events: Events, statements: Sequence[Statement] | None = None
+    ) -> None:
         try:
-            await self._apply_batch(generation, events)
+            await self._apply_batch(generation, events, statements)
         except CheckpointMoved:
             raise
         except Exception as exc:
@@ -396,14 +472,16 @@ class ProjectionRunner(FollowingRunner):
             # the error names the event that fails.
             for event in events:
                 try:
-                    await self._apply_batch(generation, [event])
+                    await self._apply_batch(generation, [event])  # type: ignore[arg-type]
                 except CheckpointMoved:
                     raise
                 except Exception as single:
                     raise EventProcessingFailed(f"projection:{self.name}", event) from single
             log.warning("projection.batch_failed_but_events_applied", projection=self.name, exc_info=exc)
 
-    async def _apply_batch(self, generation: _Generation, events: Sequence[RecordedEvent]) -> None:
+    async def _apply_batch(
+        self, generation: _Generation, events: Events, statements: Sequence[Statement] | None = None
+    ) -> None:
         position = events[-1].position
         checkpoint = Statement(
             f"UPDATE {REGISTRY_TABLE} SET position = $1 "
@@ -411,7 +489,8 @@ class ProjectionRunner(FollowingRunner):
             (position, self.name, generation.number, generation.position),
             expect_rows=1,
         )
-        statements = self._projection.apply(events, generation.tables)
+        if statements is None:
+            statements = self._statements(generation, events)
         try:
             # The checkpoint guard goes first: on PostgreSQL its row lock also serialises a
             # second runner of the same projection, which then finds the position moved.

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shopstream_eventstore import EventStore, RecordedEvent
+from shopstream_eventstore import EventStore, RawEvent, RecordedEvent
 from shopstream_observability import get_logger
 from shopstream_observability.metrics import PROCESSING_FAILURES
 
@@ -30,7 +30,7 @@ class EventProcessingFailed(Exception):
     """A runner could not process this event. Retried forever, never skipped: events in the local
     store are facts, so one that cannot be processed is a bug to fix and deploy, not data to drop."""
 
-    def __init__(self, runner: str, event: RecordedEvent) -> None:
+    def __init__(self, runner: str, event: RecordedEvent | RawEvent) -> None:
         self.runner = runner
         self.event = event
         super().__init__(

@@ -14,12 +14,16 @@ ISO-8601 UTC text; JSON columns are serialised with sorted keys, so a rebuild yi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from shopstream_contracts import REGISTRY, Event, Money
+from shopstream_contracts.base import ContractModel
 from shopstream_contracts.catalog.v1 import ListPriceSet, ProductCreated
 from shopstream_contracts.live.v1 import (
     FlashDealEnded,
@@ -31,13 +35,16 @@ from shopstream_contracts.live.v1 import (
     PaymentTermsOffered,
 )
 from shopstream_contracts.orders.v1 import (
+    Attribution,
     OrderCancelled,
     OrderConfirmed,
+    OrderLine,
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
+    PaymentPlan,
 )
-from shopstream_eventstore import RecordedEvent
+from shopstream_eventstore import RawEvent, RecordedEvent
 from shopstream_processing import ReadModelDb, Row, Statement, Table, TableNames
 
 from .events import OrderShipped
@@ -237,110 +244,294 @@ class OrdersView:
     )
 
     def apply(self, events: Sequence[RecordedEvent], tables: TableNames) -> Sequence[Statement]:
-        statements: list[Statement] = []
-        for recorded in events:
-            if recorded.type == OrderShipped.type_name:
-                shipped = OrderShipped.model_validate(recorded.data)
-                statements.append(
-                    Statement(
-                        f"UPDATE {tables['orders']} SET shipped = 1, updated_at = $2 WHERE order_id = $1",
-                        (shipped.order_id, _iso(shipped.occurred_at)),
-                    )
-                )
-            elif recorded.type in _ORDER_TYPES:
-                statements += self._fold(_decode(recorded), recorded.position, tables)
-        return statements
+        # Callers of ``apply`` (time travel, tests) run a batch in one transaction and have no
+        # event-by-event retry: no folding here (see _fold), only the fast read of payloads.
+        return self._fold(
+            ((e.position, e.type, e.data_version, e.data) for e in events if e.type in _ORDER_TYPES),
+            tables,
+            fold=False,
+        )
+
+    def apply_raw(self, events: Sequence[RawEvent], tables: TableNames) -> Sequence[Statement]:
+        """``apply`` for events as stored: only this view's event types are parsed at all."""
+        # A generator: each payload is parsed, folded and dropped in turn, so a page's parsed
+        # JSON is never alive at once (young objects that outlive a few allocations get promoted
+        # and make the collector's full passes frequent and long).
+        return self._fold(
+            (
+                (e.position, e.type, e.data_version, orjson.loads(e.data))
+                for e in events
+                if e.type in _ORDER_TYPES
+            ),
+            tables,
+            fold=True,
+        )
 
     @staticmethod
-    def _fold(event: Event, position: int, t: TableNames) -> list[Statement]:
-        orders = t["orders"]
-        match event:
-            case OrderPlaced():
-                placed = event.to_data()
-                return [
-                    Statement(
-                        f"INSERT INTO {orders} ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                        "$10, 'placed', NULL, NULL, NULL, 0, 0, 0, NULL, NULL, $11, $12, $12) "
-                        "ON CONFLICT (order_id) DO NOTHING",
-                        (
-                            event.order_id,
-                            position,
-                            event.buyer_id,
-                            event.line.brand_id,
-                            event.attribution.live_id,
-                            event.attribution.flash_deal_id,
-                            event.line.sku_id,
-                            event.line.quantity,
-                            event.total.currency,
-                            event.total.amount,
-                            _dumps(placed),
-                            _iso(event.occurred_at),
-                        ),
+    def _fold(
+        events: Iterable[tuple[int, str, int, Mapping[str, Any]]], t: TableNames, *, fold: bool
+    ) -> list[Statement]:
+        """One batch's statements; with ``fold``, set-based where that gives the same rows.
+
+        An order placed in this batch becomes one row in Python: its later events in the batch
+        update that row, and it is written by a single INSERT (all of them one executemany) instead
+        of an INSERT and an UPDATE per event. Such a folded INSERT must meet no existing row (the
+        unfolded INSERT would have done nothing and the UPDATEs would have changed that row), so it
+        fails the transaction on a conflict; the runner then applies the batch one event per
+        transaction, unfolded. Events of orders placed in earlier batches are UPDATEs as before,
+        in event order, ahead of the INSERTs (which touch other rows). Refund rows are a separate
+        table, inserted in event order. Without ``fold`` every event is its own statement, in
+        event order, as the view always wrote them.
+        """
+        orders, refunds = t["orders"], t["order_refunds"]
+        pending: dict[str, list[Any]] = {}
+        folded: set[str] = set()
+        in_order: list[Statement] = []  # in event order
+        refund_rows: list[Statement] = []
+        for position, kind, version, data in events:
+            if kind == _TYPE_SHIPPED:
+                shipped = OrderShipped.model_validate(data)
+                order_id, at = shipped.order_id, _iso(shipped.occurred_at)
+                row = pending.get(order_id)
+                if row is None:
+                    in_order.append(
+                        Statement(
+                            f"UPDATE {orders} SET shipped = 1, updated_at = $2 WHERE order_id = $1",
+                            (order_id, at),
+                        )
                     )
-                ]
-            case OrderConfirmed():
-                return [
-                    Statement(
-                        f"UPDATE {orders} SET status = 'confirmed', reservation_id = $2, updated_at = $3 "
-                        "WHERE order_id = $1",
-                        (event.order_id, event.reservation_id, _iso(event.occurred_at)),
+                else:
+                    row[_SHIPPED_FLAG], row[_UPDATED_AT] = 1, at
+                    folded.add(order_id)
+                continue
+            data, at = _canonical(kind, version, data)
+            order_id = data["order_id"]
+            if kind == _TYPE_PLACED:
+                if not fold:
+                    in_order.append(Statement(_INSERT.format(orders), tuple(_placed_row(data, position, at))))
+                elif order_id not in pending:
+                    pending[order_id] = _placed_row(data, position, at)
+                continue
+            row = pending.get(order_id)
+            if row is not None:
+                folded.add(order_id)
+            if kind == _TYPE_CONFIRMED:
+                if row is None:
+                    in_order.append(
+                        Statement(
+                            f"UPDATE {orders} SET status = 'confirmed', reservation_id = $2, updated_at = $3 "
+                            "WHERE order_id = $1",
+                            (order_id, data["reservation_id"], at),
+                        )
                     )
-                ]
-            case OrderRejected():
-                return [
-                    Statement(
-                        f"UPDATE {orders} SET status = 'rejected', reason = $2, detail = $3, updated_at = $4 "
-                        "WHERE order_id = $1",
-                        (event.order_id, event.reason, event.detail, _iso(event.occurred_at)),
+                else:
+                    row[_STATUS], row[_RESERVATION], row[_UPDATED_AT] = (
+                        "confirmed",
+                        data["reservation_id"],
+                        at,
                     )
-                ]
-            case OrderCancelled():
-                return [
-                    Statement(
-                        f"UPDATE {orders} SET status = 'cancelled', refunded = $2, returned_units = $3, "
-                        "cancelled_by = $4, cancel_reason = $5, updated_at = $6 WHERE order_id = $1",
-                        (
-                            event.order_id,
-                            event.refund.amount,
-                            event.quantity,
-                            event.cancelled_by,
-                            event.reason,
-                            _iso(event.occurred_at),
-                        ),
+            elif kind == _TYPE_REJECTED:
+                reason, detail = data["reason"], data.get("detail")
+                if row is None:
+                    in_order.append(
+                        Statement(
+                            f"UPDATE {orders} SET status = 'rejected', reason = $2, detail = $3, "
+                            "updated_at = $4 WHERE order_id = $1",
+                            (order_id, reason, detail, at),
+                        )
                     )
-                ]
-            case OrderRefunded():
-                return [
+                else:
+                    row[_STATUS], row[_REASON], row[_DETAIL], row[_UPDATED_AT] = (
+                        "rejected",
+                        reason,
+                        detail,
+                        at,
+                    )
+            elif kind == _TYPE_CANCELLED:
+                refunded, quantity = data["refund"]["amount"], data["quantity"]
+                by, why = data["cancelled_by"], data.get("reason")
+                if row is None:
+                    in_order.append(
+                        Statement(
+                            f"UPDATE {orders} SET status = 'cancelled', refunded = $2, returned_units = $3, "
+                            "cancelled_by = $4, cancel_reason = $5, updated_at = $6 WHERE order_id = $1",
+                            (order_id, refunded, quantity, by, why, at),
+                        )
+                    )
+                else:
+                    row[_STATUS], row[_REFUNDED], row[_RETURNED] = "cancelled", refunded, quantity
+                    row[_CANCELLED_BY], row[_CANCEL_REASON], row[_UPDATED_AT] = by, why, at
+            elif kind == _TYPE_REFUNDED:
+                fully, total = int(data["fully_refunded"]), data["total_refunded"]["amount"]
+                quantity, amount = data["quantity"], data["amount"]
+                if row is None:
+                    in_order.append(
+                        Statement(
+                            f"UPDATE {orders} SET status = CASE WHEN $2 = 1 THEN 'refunded' ELSE status END, "
+                            "refunded = $3, returned_units = returned_units + $4, updated_at = $5 "
+                            "WHERE order_id = $1",
+                            (order_id, fully, total, quantity, at),
+                        )
+                    )
+                else:
+                    if fully == 1:
+                        row[_STATUS] = "refunded"
+                    row[_REFUNDED], row[_RETURNED], row[_UPDATED_AT] = total, row[_RETURNED] + quantity, at
+                refund_rows.append(
                     Statement(
-                        f"UPDATE {orders} SET status = CASE WHEN $2 = 1 THEN 'refunded' ELSE status END, "
-                        "refunded = $3, returned_units = returned_units + $4, updated_at = $5 "
-                        "WHERE order_id = $1",
-                        (
-                            event.order_id,
-                            int(event.fully_refunded),
-                            event.total_refunded.amount,
-                            event.quantity,
-                            _iso(event.occurred_at),
-                        ),
-                    ),
-                    Statement(
-                        f"INSERT INTO {t['order_refunds']} (refund_id, order_id, seq, amount, currency, "
+                        f"INSERT INTO {refunds} (refund_id, order_id, seq, amount, currency, "
                         "quantity, refunded_by, reason, occurred_at) "
                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (refund_id) DO NOTHING",
                         (
-                            event.refund_id,
-                            event.order_id,
+                            data["refund_id"],
+                            order_id,
                             position,
-                            event.amount.amount,
-                            event.amount.currency,
-                            event.quantity,
-                            event.refunded_by,
-                            event.reason,
-                            _iso(event.occurred_at),
+                            amount["amount"],
+                            amount["currency"],
+                            quantity,
+                            data["refunded_by"],
+                            data.get("reason"),
+                            at,
                         ),
-                    ),
-                ]
-        return []
+                    )
+                )
+        # Folded, then plain: two runs of one SQL each, whatever their mix in the batch.
+        insert_folded, insert = _INSERT_FOLDED.format(orders), _INSERT.format(orders)
+        inserts = [Statement(insert_folded, tuple(row)) for key, row in pending.items() if key in folded]
+        inserts += [Statement(insert, tuple(row)) for key, row in pending.items() if key not in folded]
+        return [*in_order, *inserts, *refund_rows]
+
+
+# -- the fast read of stored order events ---------------------------------------------------------
+#
+# Stored events of the latest version were validated when written. When such a payload is already
+# in its canonical form (exactly what ``Event.to_data()`` gives: every field present, no other,
+# times as UTC ``...Z`` text), the view reads its fields straight from the JSON: same values,
+# same ``placed`` bytes as the pydantic round trip, at a fraction of its cost. Anything else
+# (an older version to upcast, a producer's extra fields, a missing default, another time
+# zone...) goes through ``REGISTRY.decode`` and ``to_data()`` as before.
+
+_TYPE_PLACED = OrderPlaced.contract.type
+_TYPE_CONFIRMED = OrderConfirmed.contract.type
+_TYPE_REJECTED = OrderRejected.contract.type
+_TYPE_CANCELLED = OrderCancelled.contract.type
+_TYPE_REFUNDED = OrderRefunded.contract.type
+_TYPE_SHIPPED = OrderShipped.type_name
+
+_INSERT = (
+    "INSERT INTO {} (" + ORDER_COLUMNS + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+    "$13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ON CONFLICT (order_id) DO NOTHING"
+)
+_INSERT_FOLDED = _INSERT.replace(
+    # seq is NOT NULL: an existing row makes the statement fail (see OrdersView._fold).
+    "DO NOTHING",
+    "DO UPDATE SET seq = NULL",
+)
+# Where the columns that later events change sit in a row of ORDER_COLUMNS.
+_COLUMN = {name: n for n, name in enumerate(ORDER_COLUMNS.split(", "))}
+_STATUS, _REASON, _DETAIL, _RESERVATION = (
+    _COLUMN[c] for c in ("status", "reason", "detail", "reservation_id")
+)
+_REFUNDED, _RETURNED, _SHIPPED_FLAG = (_COLUMN[c] for c in ("refunded", "returned_units", "shipped"))
+_CANCELLED_BY, _CANCEL_REASON, _UPDATED_AT = (
+    _COLUMN[c] for c in ("cancelled_by", "cancel_reason", "updated_at")
+)
+
+_UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!000000)\d{6})?Z")
+"""How ``to_data()`` writes a time: UTC, microseconds only when not zero."""
+
+
+def _keys(model: type[ContractModel]) -> frozenset[str]:
+    return frozenset(model.model_fields)
+
+
+_SHAPE_PLACED = (
+    _keys(OrderPlaced),
+    _keys(OrderLine),
+    _keys(Attribution),
+    _keys(PaymentPlan),
+    _keys(Money),
+)
+_LATEST = {kind: REGISTRY.latest(kind).contract.version for kind in _ORDER_TYPES if kind != _TYPE_SHIPPED}
+
+
+def _utc_iso(text: object) -> str | None:
+    """``_iso`` of the time ``text`` is the canonical form of, None when it is not one."""
+    if type(text) is not str or not _UTC_TEXT.fullmatch(text):
+        return None
+    try:
+        datetime.fromisoformat(text)  # a real date and time of day
+    except ValueError:
+        return None
+    return text[:-1] + "+00:00"
+
+
+def _is_canonical_placed(data: Mapping[str, Any]) -> bool:
+    placed, line_keys, attribution_keys, plan_keys, money = _SHAPE_PLACED
+    try:
+        line = data["line"]
+        return (
+            data.keys() == placed
+            and line.keys() == line_keys
+            and line["unit_price"].keys() == money
+            and line["list_price"].keys() == money
+            and line["line_total"].keys() == money
+            and data["attribution"].keys() == attribution_keys
+            and type(data["attribution"]["host_ids"]) is list
+            and data["payment_plan"].keys() == plan_keys
+            and data["total"].keys() == money
+        )
+    except (AttributeError, KeyError, TypeError):
+        return False
+
+
+def _canonical(kind: str, version: int, data: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The event's canonical data and its ``occurred_at`` as ``_iso`` writes it."""
+    if (
+        version == _LATEST[kind]
+        and type(data) is dict
+        and (kind != _TYPE_PLACED or _is_canonical_placed(data))
+    ):
+        at = _utc_iso(data.get("occurred_at"))
+        if at is not None:
+            return data, at
+    event = REGISTRY.decode(kind, version, data)
+    canonical = event.to_data()
+    at = _utc_iso(canonical["occurred_at"])
+    if at is None:  # to_data() always writes the canonical form
+        raise AssertionError(f"{kind}: to_data() wrote occurred_at as {canonical['occurred_at']!r}")
+    return canonical, at
+
+
+def _placed_row(data: Mapping[str, Any], position: int, at: str) -> list[Any]:
+    line, attribution, total = data["line"], data["attribution"], data["total"]
+    placed = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    # Byte for byte what _dumps (the stdlib's json, ASCII-escaped) writes, when it is ASCII.
+    text = placed.decode() if placed.isascii() else _dumps(data)
+    return [
+        data["order_id"],
+        position,
+        data["buyer_id"],
+        line["brand_id"],
+        attribution["live_id"],
+        attribution["flash_deal_id"],
+        line["sku_id"],
+        line["quantity"],
+        total["currency"],
+        total["amount"],
+        "placed",
+        None,
+        None,
+        None,
+        0,
+        0,
+        0,
+        None,
+        None,
+        text,
+        at,
+        at,
+    ]
 
 
 # -- queries -------------------------------------------------------------------------------------
