@@ -368,6 +368,19 @@ class KurrentDBEventStore:
             raise NotImplementedError(_MULTI_APPEND_MISSING)
         return await self._append_unit(requests)
 
+    async def append_each(self, requests: Sequence[AppendRequest]) -> list[AppendResult | EventStoreError]:
+        # One append at a time: KurrentDB has no transaction that lets some requests of a
+        # multi-stream append fail alone, and each is durable when its append returns.
+        outcomes: list[AppendResult | EventStoreError] = []
+        for request in requests:
+            try:
+                (result,) = await self._append_unit([request])
+            except (WrongExpectedVersion, DuplicateEventId) as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(result)
+        return outcomes
+
     async def _append_unit(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         self._check_open()
         _reject_repeated_ids(requests)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
+from .errors import EventStoreError
 from .model import (
     AppendRequest,
     AppendResult,
@@ -35,6 +36,20 @@ class EventStore(Protocol):
 
     async def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """Several appends in one transaction: all are written or none (a conflict in any raises)."""
+        ...
+
+    async def append_each(self, requests: Sequence[AppendRequest]) -> list[AppendResult | EventStoreError]:
+        """Several appends, each decided on its own, in order, as ``append`` would decide it: the
+        outcome of each is its result or the error ``append`` would raise for it
+        (``WrongExpectedVersion``, ``DuplicateEventId``), and every request that succeeded is
+        durable on return. A request reusing an event id of an earlier one in the call is decided
+        once that one is stored, like a retry of it: ``duplicate=True`` when its ids are all in its
+        own stream, else ``DuplicateEventId``.
+
+        The SQL stores write the whole call in one transaction (requests reusing an earlier one's
+        id in a second). Raises only when the store cannot write (``StoreUnavailable``); then any
+        of the requests may have been written, each one whole or not at all.
+        """
         ...
 
     async def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:

@@ -437,3 +437,82 @@ async def test_a_failed_append_leaves_no_trace_for_the_appends_grouped_with_it(s
     ]
     assert [e.data["n"] for e in await store.read_stream(fresh)] == [3]
     assert [e.data["n"] for e in await store.read_stream(taken)] == [0, 4]
+
+
+# -- append_each -------------------------------------------------------------------------------
+
+
+async def test_append_each_decides_every_request_alone(store: EventStore) -> None:
+    taken, fresh, other = stream(), stream(), stream()
+    await store.append(taken, [event(0)])
+    assert await store.append_each([]) == []
+    outcomes = await store.append_each(
+        [
+            AppendRequest(fresh, [event(1)], StreamState.NO_STREAM),
+            AppendRequest(taken, [event(2)], StreamState.NO_STREAM),
+            AppendRequest(fresh, [event(3), event(4)], 0),
+            AppendRequest(other, [event(5)]),
+        ]
+    )
+    assert isinstance(outcomes[1], WrongExpectedVersion)
+    results = [o for o in outcomes if isinstance(o, AppendResult)]
+    assert [(r.stream_id, r.next_expected_version, r.duplicate) for r in results] == [
+        (fresh, 0, False),
+        (fresh, 2, False),
+        (other, 0, False),
+    ]
+    assert [r.position for r in results] == sorted(r.position for r in results)
+    assert [e.data["n"] for e in await store.read_stream(fresh)] == [1, 3, 4]
+    assert [e.data["n"] for e in await store.read_stream(taken)] == [0]
+    assert [e.data["n"] for e in await store.read_stream(other)] == [5]
+
+
+async def test_append_each_answers_stored_ids_as_append_does(store: EventStore) -> None:
+    home, elsewhere = stream(), stream()
+    first, second = event(1), event(2)
+    written = await store.append(home, [first, second])
+    fresh = event(3)
+    outcomes = await store.append_each(
+        [
+            AppendRequest(home, [first, second]),
+            AppendRequest(elsewhere, [first]),
+            AppendRequest(home, [fresh]),
+        ]
+    )
+    retry, moved, appended = outcomes
+    assert isinstance(retry, AppendResult)
+    assert retry.duplicate
+    assert (retry.next_expected_version, retry.position) == (written.next_expected_version, written.position)
+    assert isinstance(moved, DuplicateEventId)
+    assert moved.event_id == first.event_id
+    assert isinstance(appended, AppendResult)
+    assert not appended.duplicate
+    assert appended.next_expected_version == 2
+    stored = [e.event_id for e in await store.read_stream(home)]
+    assert stored == [first.event_id, second.event_id, fresh.event_id]
+    assert await store.read_stream(elsewhere) == []
+
+
+async def test_append_each_decides_an_id_reused_in_the_call_after_its_first_use(store: EventStore) -> None:
+    home, elsewhere = stream(), stream()
+    once, other = event(1), event(2)
+    outcomes = await store.append_each(
+        [
+            AppendRequest(home, [once]),
+            AppendRequest(home, [other]),
+            AppendRequest(home, [once]),
+            AppendRequest(elsewhere, [once]),
+        ]
+    )
+    original, appended, again, moved = outcomes
+    assert isinstance(original, AppendResult)
+    assert not original.duplicate
+    assert isinstance(appended, AppendResult)
+    assert appended.next_expected_version == 1
+    assert isinstance(again, AppendResult)
+    assert again.duplicate
+    assert (again.next_expected_version, again.position) == (0, original.position)
+    assert isinstance(moved, DuplicateEventId)
+    assert moved.event_id == once.event_id
+    assert [e.event_id for e in await store.read_stream(home)] == [once.event_id, other.event_id]
+    assert await store.read_stream(elsewhere) == []

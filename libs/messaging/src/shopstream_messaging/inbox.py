@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -29,6 +28,7 @@ from shopstream_contracts.registry import Registry
 from shopstream_contracts.topics import DEADLETTER_TOPIC
 from shopstream_eventstore import (
     AppendRequest,
+    AppendResult,
     DuplicateEventId,
     EventMetadata,
     EventStore,
@@ -91,12 +91,6 @@ def inbox_stream(topic: str, key: str) -> str:
     return f"{INBOX_PREFIX}{topic}:{key}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
-    message: RawMessage
-    request: AppendRequest
-
-
 class Inbox:
     def __init__(
         self,
@@ -120,14 +114,17 @@ class Inbox:
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         """Store a batch durably (or dead-letter its bad messages). Returning means the batch's
         offsets may be committed; raising means none of it may be."""
-        received: list[_Received] = []
+        received: list[RawMessage] = []
+        requests: list[AppendRequest] = []
         rejected: list[tuple[RawMessage, str]] = []
         for message in messages:
             try:
-                received.append(_Received(message, self._to_append(message)))
+                requests.append(self._to_append(message))
             except (UndecodableMessage, Rejected) as exc:
                 rejected.append((message, str(exc)))
-        refused = await self._append(received) if received else []
+            else:
+                received.append(message)
+        refused = await self._append(received, requests) if requests else []
         if rejected or refused:
             await self._dead_letter(rejected + refused)
         INBOX_RECEIVED.labels(self.service, "stored").inc(len(received) - len(refused))
@@ -155,21 +152,28 @@ class Inbox:
         )
         return AppendRequest(inbox_stream(message.topic() or "", event.key), [new], StreamState.ANY)
 
-    async def _append(self, received: list[_Received]) -> list[tuple[RawMessage, str]]:
+    async def _append(
+        self, received: list[RawMessage], requests: list[AppendRequest]
+    ) -> list[tuple[RawMessage, str]]:
+        """Append the batch: an id already stored in its own stream (a redelivery, or a copy
+        earlier in the batch) is dropped as a duplicate, an id stored under another stream is
+        refused (dead-lettered) alone. ``StoreUnavailable`` raises: nothing of the batch may be
+        committed then."""
         try:
-            await self._store.append_many([r.request for r in received])
+            # The common case, and the cheapest for the store: the batch as one unit, in which
+            # a redelivered event is answered as a retry.
+            await self._store.append_many(requests)
             return []
         except DuplicateEventId:
             pass
-        # Rare: an id we hold under another stream. Find the offenders one by one so the rest
-        # of the batch is still stored.
-        rejected = []
-        for item in received:
-            try:
-                await self._store.append_many([item.request])
-            except DuplicateEventId as exc:
-                rejected.append((item.message, str(exc)))
-        return rejected
+        # Rare: an id twice in the batch, or held under another stream. Decided request by
+        # request, still in one transaction (two with copies in the batch), not one per message.
+        outcomes = await self._store.append_each(requests)
+        return [
+            (message, str(outcome))
+            for message, outcome in zip(received, outcomes, strict=True)
+            if not isinstance(outcome, AppendResult)
+        ]
 
     async def _dead_letter(self, rejected: list[tuple[RawMessage, str]]) -> None:
         failed_at = self._clock().isoformat().encode()
