@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from shopstream_eventstore import EventStore
+from shopstream_eventstore import EventStore, RawEvent
 from shopstream_observability import get_logger
 from shopstream_observability.metrics import RELAY_LAG, RELAY_PUBLISHED
 
@@ -51,14 +51,28 @@ class Relay:
         self.published_position = await self._store.get_checkpoint(self._checkpoint)
         log.info("relay.started", checkpoint=self.published_position)
         # Raw rows: the stored JSON goes out as it is, never decoded into events and re-encoded.
-        async for batch in self._store.subscribe_raw(self.published_position, self._batch_size):
-            outgoing = [m for m in map(self._to_message, batch) if m is not None]
-            if outgoing:
-                await self._publish(outgoing)
-            self.published_position = batch[-1].position
-            await self._store.save_checkpoint(self._checkpoint, self.published_position)
-            head = await self._store.head_position()
-            RELAY_LAG.labels(self._service).set(head - self.published_position)
+        pages = aiter(self._store.subscribe_raw(self.published_position, self._batch_size))
+        # The next page is read and turned into messages while the broker acknowledges this one:
+        # nothing of it is sent before this one is acknowledged and its checkpoint saved.
+        upcoming = asyncio.ensure_future(self._next_page(pages))
+        try:
+            while True:
+                last, outgoing = await upcoming
+                upcoming = asyncio.ensure_future(self._next_page(pages))
+                if outgoing:
+                    await self._publish(outgoing)
+                self.published_position = last
+                await self._store.save_checkpoint(self._checkpoint, last)
+                head = await self._store.head_position()
+                RELAY_LAG.labels(self._service).set(head - last)
+        finally:
+            upcoming.cancel()
+            await asyncio.gather(upcoming, return_exceptions=True)
+
+    async def _next_page(self, pages: AsyncIterator[list[RawEvent]]) -> tuple[int, list[OutgoingMessage]]:
+        """The next page's last position and the messages it publishes."""
+        page = await anext(pages)
+        return page[-1].position, [m for m in map(self._to_message, page) if m is not None]
 
     async def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
         delay = self._backoff[0]
