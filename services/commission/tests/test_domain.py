@@ -26,6 +26,8 @@ from shopstream_commission.domain import (
     AccountDecider,
     AccountState,
     AgreementDecider,
+    Entries,
+    LedgerEntry,
     OrderCommissionDecider,
     accrual_commands,
     accrual_id_for,
@@ -483,6 +485,21 @@ def ledger(*commands: Command) -> list[DomainEvent]:
 
 def when(history: Sequence[DomainEvent], command: Command) -> Sequence[DomainEvent]:
     return accounts.decide(command, fold(accounts, history))
+
+
+def test_a_ledger_state_shares_what_came_before_and_keeps_the_order() -> None:
+    first = LedgerEntry(SOLD, "accrued", "BRL", 1510)
+    second = LedgerEntry(HOLD, "released", "BRL", 1510)
+    one = Entries().add(first)
+    two = one.add(second)
+    assert (list(one), list(two), len(two)) == ([first], [first, second], 2)
+    assert two.before is one  # nothing copied: a hot ledger stays O(1) per entry
+    before = fold(accounts, when([], accrue()))
+    after = accounts.evolve(before, when([], accrue(order_id="ord_2"))[0])
+    assert set(before.accruals) == {accrual_id_for("ord_1", ANA)}
+    assert set(after.accruals) == {accrual_id_for("ord_1", ANA), accrual_id_for("ord_2", ANA)}
+    assert after.balance("BRL").held == 2 * 1510
+    assert before.balance("BRL").held == 1510
 
 
 def test_accrue_records_the_accrual_as_held() -> None:

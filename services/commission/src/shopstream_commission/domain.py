@@ -40,11 +40,12 @@ held + released = Σ accrued − Σ reversed, per currency, at every point of th
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Literal, TypeVar
+
+from immutables import Map
 
 from shopstream_contracts import Money
 from shopstream_contracts.commission.v1 import (
@@ -117,16 +118,6 @@ def accrual_id_for(order_id: str, influencer_id: str) -> str:
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-def _frozen(mapping: dict[K, V]) -> Mapping[K, V]:
-    return MappingProxyType(mapping)
-
-
-def _with(mapping: Mapping[K, V], key: K, value: V) -> Mapping[K, V]:
-    copy = dict(mapping)
-    copy[key] = value
-    return _frozen(copy)
 
 
 # Agreement -------------------------------------------------------------------------------------
@@ -419,14 +410,42 @@ StatementKey = tuple[datetime, datetime, str]
 
 
 @dataclass(frozen=True, slots=True)
+class Entries:
+    """The ledger's entries, oldest first: a persistent list, so adding one shares the ones
+    before it instead of copying them (a famous host's ledger holds one per order)."""
+
+    last: LedgerEntry | None = None
+    before: Entries | None = None
+    size: int = 0
+
+    def add(self, entry: LedgerEntry) -> Entries:
+        return Entries(entry, self, self.size + 1)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[LedgerEntry]:
+        newest_first: list[LedgerEntry] = []
+        node: Entries | None = self
+        while node is not None and node.last is not None:
+            newest_first.append(node.last)
+            node = node.before
+        return reversed(newest_first)
+
+
+@dataclass(frozen=True, slots=True)
 class AccountState:
+    """Immutable (states are cached and shared between commands), and built from persistent
+    maps: an event changes one accrual of thousands, and copying every map on each event made
+    a ledger of n accruals cost O(n) per event and O(n²) to fold (1.4 ms an accrual at 20,000)."""
+
     influencer_id: str | None = None
-    accruals: Mapping[str, Accrual] = field(default_factory=lambda: _frozen({}))
-    accrual_by_order: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
-    balances: Mapping[str, Balance] = field(default_factory=lambda: _frozen({}))
+    accruals: Map[str, Accrual] = field(default_factory=Map)
+    accrual_by_order: Map[str, str] = field(default_factory=Map)
+    balances: Map[str, Balance] = field(default_factory=Map)
     """Per currency."""
-    entries: tuple[LedgerEntry, ...] = ()
-    statements: Mapping[StatementKey, str] = field(default_factory=lambda: _frozen({}))
+    entries: Entries = field(default_factory=Entries)
+    statements: Map[StatementKey, str] = field(default_factory=Map)
     watermark: datetime | None = None
     """When the ledger's last event happened."""
 
@@ -435,7 +454,7 @@ class AccountState:
 
 
 def statement_totals(
-    entries: Sequence[LedgerEntry], period_start: datetime, period_end: datetime, currency: str
+    entries: Iterable[LedgerEntry], period_start: datetime, period_end: datetime, currency: str
 ) -> StatementTotals:
     opening = accrued = reversed_ = released = count = 0
     for entry in entries:
@@ -483,10 +502,12 @@ class AccountDecider:
             return replace(
                 state,
                 influencer_id=event.influencer_id,
-                accruals=_with(state.accruals, accrual.accrual_id, accrual),
-                accrual_by_order=_with(state.accrual_by_order, event.order_id, accrual.accrual_id),
-                balances=_with(state.balances, currency, replace(held, held=held.held + accrual.amount)),
-                entries=(*state.entries, LedgerEntry(event.occurred_at, "accrued", currency, accrual.amount)),
+                accruals=state.accruals.set(accrual.accrual_id, accrual),
+                accrual_by_order=state.accrual_by_order.set(event.order_id, accrual.accrual_id),
+                balances=state.balances.set(currency, replace(held, held=held.held + accrual.amount)),
+                entries=state.entries.add(
+                    LedgerEntry(event.occurred_at, "accrued", currency, accrual.amount)
+                ),
             )
         if isinstance(event, CommissionReleased):
             accrual = state.accruals[event.accrual_id]
@@ -494,15 +515,13 @@ class AccountDecider:
             balance = state.balance(accrual.currency)
             return replace(
                 state,
-                accruals=_with(state.accruals, accrual.accrual_id, replace(accrual, released=amount)),
-                balances=_with(
-                    state.balances,
+                accruals=state.accruals.set(accrual.accrual_id, replace(accrual, released=amount)),
+                balances=state.balances.set(
                     accrual.currency,
                     Balance(held=balance.held - amount, released=balance.released + amount),
                 ),
-                entries=(
-                    *state.entries,
-                    LedgerEntry(event.occurred_at, "released", accrual.currency, amount),
+                entries=state.entries.add(
+                    LedgerEntry(event.occurred_at, "released", accrual.currency, amount)
                 ),
             )
         if isinstance(event, CommissionReversed):
@@ -517,13 +536,12 @@ class AccountDecider:
             )
             return replace(
                 state,
-                accruals=_with(
-                    state.accruals, accrual.accrual_id, replace(accrual, reversed=accrual.reversed + amount)
+                accruals=state.accruals.set(
+                    accrual.accrual_id, replace(accrual, reversed=accrual.reversed + amount)
                 ),
-                balances=_with(state.balances, accrual.currency, balance),
-                entries=(
-                    *state.entries,
-                    LedgerEntry(event.occurred_at, "reversed", accrual.currency, amount),
+                balances=state.balances.set(accrual.currency, balance),
+                entries=state.entries.add(
+                    LedgerEntry(event.occurred_at, "reversed", accrual.currency, amount)
                 ),
             )
         if isinstance(event, StatementIssued):
@@ -531,7 +549,7 @@ class AccountDecider:
             return replace(
                 state,
                 influencer_id=event.influencer_id,
-                statements=_with(state.statements, key, event.statement_id),
+                statements=state.statements.set(key, event.statement_id),
             )
         return state
 
