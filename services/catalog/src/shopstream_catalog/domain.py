@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from immutables import Map
 from pydantic import ValidationError
 
 from shopstream_contracts import Event, Money
@@ -288,7 +289,7 @@ class Deal:
     per_buyer_cap: int
     units_left: int
     ended_at: datetime | None = None
-    bought: Mapping[str, int] = field(default_factory=dict)
+    bought: Map[str, int] = field(default_factory=Map)
     """Units each buyer holds under the deal, net of releases."""
 
     @property
@@ -322,9 +323,11 @@ class StockState:
     brand_id: str = ""
     on_hand: int = 0
     reserved: int = 0
-    reservations: Mapping[str, Reservation] = field(default_factory=dict)
-    """order id ⇒ its reservation."""
-    rejected: Mapping[str, ReservationRejectionReason] = field(default_factory=dict)
+    reservations: Map[str, Reservation] = field(default_factory=Map)
+    """order id ⇒ its reservation. Persistent maps here and in ``Deal.bought``: a hot SKU's
+    stream holds one entry per order, and copying a dict of them on every event made each event
+    O(n) and a fold of the stream O(n²)."""
+    rejected: Map[str, ReservationRejectionReason] = field(default_factory=Map)
     deferred: Mapping[str, Deferred] = field(default_factory=dict)
     """order id ⇒ waiting for its deal, in arrival order."""
     withdrawn: frozenset[str] = frozenset()
@@ -719,20 +722,20 @@ def _on_reserved(state: StockState, event: StockReserved) -> StockState:
     state = replace(
         state,
         reserved=state.reserved + event.quantity,
-        reservations={**state.reservations, event.order_id: reservation},
+        reservations=state.reservations.set(event.order_id, reservation),
         deferred=_without(state.deferred, event.order_id),
     )
     deal = state.deals.get(event.deal_id) if event.deal_id is not None else None
     if deal is None:
         return state
-    bought = {**deal.bought, event.buyer_id: deal.bought.get(event.buyer_id, 0) + event.quantity}
+    bought = deal.bought.set(event.buyer_id, deal.bought.get(event.buyer_id, 0) + event.quantity)
     return _with_deal(state, replace(deal, units_left=deal.units_left - event.quantity, bought=bought))
 
 
 def _on_rejected(state: StockState, event: StockReservationRejected) -> StockState:
     return replace(
         state,
-        rejected={**state.rejected, event.order_id: event.reason},
+        rejected=state.rejected.set(event.order_id, event.reason),
         deferred=_without(state.deferred, event.order_id),
     )
 
@@ -747,12 +750,12 @@ def _on_released(state: StockState, event: StockReleased) -> StockState:
     state = replace(
         state,
         reserved=state.reserved - event.quantity,
-        reservations={**state.reservations, event.order_id: reservation},
+        reservations=state.reservations.set(event.order_id, reservation),
     )
     deal = state.deals.get(event.deal_id) if event.deal_id is not None else None
     if deal is None:
         return state
-    bought = {**deal.bought, reservation.buyer_id: deal.bought.get(reservation.buyer_id, 0) - event.quantity}
+    bought = deal.bought.set(reservation.buyer_id, deal.bought.get(reservation.buyer_id, 0) - event.quantity)
     return _with_deal(state, replace(deal, bought=bought))
 
 
