@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from immutables import Map
+
 from shopstream_eventstore import EventMetadata, EventStore, RecordedEvent, StreamState, WrongExpectedVersion
 from shopstream_observability import get_logger
 from shopstream_observability.metrics import EVENTS_APPENDED
@@ -83,7 +85,10 @@ class _Folded:
     """The decider that folded it (a cache entry serves only that very decider)."""
     state: Any
     version: int
-    event_ids: frozenset[uuid.UUID]
+    event_ids: Map[uuid.UUID, None]
+    """A persistent set: a command adds a few ids to the thousands of a hot stream (a flash
+    deal's SKU, a famous host's ledger) without copying them (a frozenset union did: ~0.5 ms a
+    command at 30,000 events)."""
 
 
 @dataclass
@@ -141,10 +146,10 @@ class CommandHandler:
         state = decider.initial_state() if cached is None else cached.state
         for event in recorded:
             state = decider.evolve(state, self.catalog.decode(event))
-        ids = frozenset(event.event_id for event in recorded)
-        entry = _Folded(
-            decider, state, recorded[-1].stream_version, ids if cached is None else cached.event_ids | ids
-        )
+        with (Map() if cached is None else cached.event_ids).mutate() as ids:
+            for event in recorded:
+                ids[event.event_id] = None
+            entry = _Folded(decider, state, recorded[-1].stream_version, ids.finish())
         self._folded.put(stream_id, entry)
         return entry
 
