@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeGuard, cast
 
 from shopstream_eventstore import EventStore, RawEvent, RecordedEvent
 from shopstream_observability import get_logger
@@ -94,12 +94,13 @@ class RawProjection(Projection, Protocol):
     def apply_raw(self, events: Sequence[RawEvent], tables: TableNames) -> Sequence[Statement]: ...
 
 
-def reads_raw(projection: Projection) -> bool:
+def reads_raw(projection: Projection) -> TypeGuard[RawProjection]:
     """Whether the projection opted in to raw events (it has an ``apply_raw``)."""
     return callable(getattr(projection, "apply_raw", None))
 
 
-Events = Sequence[RecordedEvent] | Sequence[RawEvent]
+Event = RecordedEvent | RawEvent
+"""What the runner moves: a batch holds one kind only, the one its projection reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,7 @@ class ProjectionRunner(FollowingRunner):
         self._lock = asyncio.Lock()
         self._serving: _Generation | None = None
         self._rebuilding = False
-        self._raw = reads_raw(projection)
+        self._raw_projection = projection if reads_raw(projection) else None
 
     @property
     def name(self) -> str:
@@ -250,18 +251,21 @@ class ProjectionRunner(FollowingRunner):
         if serving.version != self._projection.version:
             await self.rebuild()
         self.loaded.set()
-        subscribe = self._store.subscribe_raw if self._raw else self._store.subscribe
-        batch: Events
-        async for batch in subscribe(self._progress.position, self._batch_size):
+        batches: AsyncIterator[Sequence[Event]] = (
+            self._store.subscribe_raw(self._progress.position, self._batch_size)
+            if self._raw_projection is not None
+            else self._store.subscribe(self._progress.position, self._batch_size)
+        )
+        async for batch in batches:
             started = time.perf_counter()
             async with self._lock:
                 serving = self._current()
                 # A rebuild's swap may have moved the serving generation past this batch's start.
-                fresh: Events
-                if not batch or batch[0].position > serving.position:
-                    fresh = batch
-                else:
-                    fresh = [event for event in batch if event.position > serving.position]  # type: ignore[assignment]
+                fresh = (
+                    batch
+                    if not batch or batch[0].position > serving.position
+                    else [event for event in batch if event.position > serving.position]
+                )
                 if not fresh:
                     continue
                 await self._apply(serving, fresh)
@@ -417,8 +421,8 @@ class ProjectionRunner(FollowingRunner):
         time and in order, each with its checkpoint; only ``apply``, which is pure, runs ahead."""
         if generation.position >= until:
             return
-        read: Callable[[int, int], Awaitable[Events]] = (
-            self._store.read_all_raw if self._raw else self._store.read_all
+        read: Callable[[int, int], Awaitable[Sequence[Event]]] = (
+            self._store.read_all_raw if self._raw_projection is not None else self._store.read_all
         )
         page_size = self._rebuild_batch_size
         reading = asyncio.ensure_future(read(generation.position, page_size))
@@ -426,9 +430,11 @@ class ProjectionRunner(FollowingRunner):
         try:
             while True:
                 page = await reading
-                events: Events = page
-                if page and page[-1].position > until:
-                    events = [event for event in page if event.position <= until]  # type: ignore[assignment]
+                events = (
+                    [event for event in page if event.position <= until]
+                    if page and page[-1].position > until
+                    else page
+                )
                 if not events:
                     break
                 if events[-1].position < until:
@@ -453,13 +459,15 @@ class ProjectionRunner(FollowingRunner):
                     pending.cancel()
                     await asyncio.gather(pending, return_exceptions=True)
 
-    def _statements(self, generation: _Generation, events: Events) -> Sequence[Statement]:
-        if self._raw:
-            return self._projection.apply_raw(events, generation.tables)  # type: ignore[attr-defined, no-any-return]
-        return self._projection.apply(events, generation.tables)  # type: ignore[arg-type]
+    def _statements(self, generation: _Generation, events: Sequence[Event]) -> Sequence[Statement]:
+        # The runner reads raw events exactly when its projection folds them (``__init__``), so
+        # a batch is all of the kind the projection takes.
+        if self._raw_projection is not None:
+            return self._raw_projection.apply_raw(cast(Sequence[RawEvent], events), generation.tables)
+        return self._projection.apply(cast(Sequence[RecordedEvent], events), generation.tables)
 
     async def _apply(
-        self, generation: _Generation, events: Events, statements: Sequence[Statement] | None = None
+        self, generation: _Generation, events: Sequence[Event], statements: Sequence[Statement] | None = None
     ) -> None:
         try:
             await self._apply_batch(generation, events, statements)
@@ -472,7 +480,7 @@ class ProjectionRunner(FollowingRunner):
             # the error names the event that fails.
             for event in events:
                 try:
-                    await self._apply_batch(generation, [event])  # type: ignore[arg-type]
+                    await self._apply_batch(generation, [event])
                 except CheckpointMoved:
                     raise
                 except Exception as single:
@@ -480,7 +488,7 @@ class ProjectionRunner(FollowingRunner):
             log.warning("projection.batch_failed_but_events_applied", projection=self.name, exc_info=exc)
 
     async def _apply_batch(
-        self, generation: _Generation, events: Events, statements: Sequence[Statement] | None = None
+        self, generation: _Generation, events: Sequence[Event], statements: Sequence[Statement] | None = None
     ) -> None:
         position = events[-1].position
         checkpoint = Statement(
