@@ -91,9 +91,8 @@ def assert_same_event(stored: StoredEvent, event: RecordedEvent) -> None:
         event.data_version,
         event.recorded_at,
     )
-    meta = event.metadata
-    assert tuple(stored.metadata) == (meta.occurred_at, meta.correlation_id, meta.causation_id)
-    assert stored.metadata.occurred_at.tzinfo is meta.occurred_at.tzinfo
+    assert stored.metadata == event.metadata
+    assert stored.metadata.occurred_at.tzinfo is event.metadata.occurred_at.tzinfo
     assert stored.recorded_at.tzinfo is event.recorded_at.tzinfo
     assert orjson.loads(stored.data_text) == stored.data == event.data
 

@@ -71,7 +71,13 @@ def test_stored_events_are_selected_as_the_decoded_ones() -> None:
         T0,
     )
     stored = StoredEvent(raw)
-    assert tuple(stored.metadata) == (T0, "cor_1", None)
+    meta = stored.metadata
+    assert (meta.occurred_at, meta.correlation_id, meta.causation_id, meta.extra) == (
+        T0,
+        "cor_1",
+        None,
+        {"a": "b"},
+    )
     assert stored.metadata.occurred_at.tzinfo is UTC
     assert stored.data == {"order_id": "ord_1", "attribution": {"live_id": "liv_1"}}
     assert stored.data_text == raw.data

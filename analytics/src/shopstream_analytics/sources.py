@@ -18,15 +18,15 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from shopstream_contracts import REGISTRY
 from shopstream_contracts.errors import UnknownEventType
-from shopstream_eventstore import EventStore, RawEvent, RecordedEvent
+from shopstream_eventstore import EventMetadata, EventStore, RawEvent, RecordedEvent, load_metadata
 from shopstream_messaging.inbox import INBOX_PREFIX
 
 SERVICES: tuple[str, ...] = ("live", "chat", "catalog", "orders", "commission")
@@ -116,14 +116,6 @@ E = TypeVar("E", bound=Event)
 E_co = TypeVar("E_co", bound=Event, covariant=True)
 
 
-class Metadata(NamedTuple):
-    """A stored event's metadata as an export row needs it (``EventMetadata`` without ``extra``)."""
-
-    occurred_at: datetime
-    correlation_id: str | None
-    causation_id: str | None
-
-
 class StoredEvent:
     """A stored event with its data and metadata kept as the JSON text the store holds, each
     decoded on first use (an export writes the data text as is, and decodes it only for the
@@ -156,7 +148,7 @@ class StoredEvent:
             self.recorded_at,
         ) = raw
         self._data: Mapping[str, Any] | None = None
-        self._metadata: Metadata | None = None
+        self._metadata: EventMetadata | None = None
 
     @property
     def data(self) -> Mapping[str, Any]:
@@ -166,23 +158,11 @@ class StoredEvent:
         return data
 
     @property
-    def metadata(self) -> Metadata:
+    def metadata(self) -> EventMetadata:
         meta = self._metadata
         if meta is None:
-            doc = orjson.loads(self.metadata_text)
-            get = doc.get
-            meta = self._metadata = Metadata(
-                utc(datetime.fromisoformat(doc["occurred_at"])), get("correlation_id"), get("causation_id")
-            )
+            meta = self._metadata = load_metadata(self.metadata_text)
         return meta
-
-
-def utc(moment: datetime) -> datetime:
-    """The instant in UTC, as the stores hand out ``occurred_at`` and ``recorded_at``."""
-    zone = moment.tzinfo
-    if zone is UTC:
-        return moment
-    return moment.replace(tzinfo=UTC) if zone is None else moment.astimezone(UTC)
 
 
 def is_inbox_copy(event: Event) -> bool:

@@ -1,5 +1,6 @@
 """One async event-store interface and its adapters (SQLite, PostgreSQL, KurrentDB)."""
 
+from ._serialization import load_metadata
 from .errors import DuplicateEventId, EventStoreError, StoreUnavailable, WrongExpectedVersion
 from .model import (
     AppendRequest,
@@ -27,4 +28,5 @@ __all__ = [
     "StoreUnavailable",
     "StreamState",
     "WrongExpectedVersion",
+    "load_metadata",
 ]

@@ -29,6 +29,7 @@ def dump_metadata(meta: EventMetadata) -> str:
 
 
 def load_metadata(raw: str | bytes) -> EventMetadata:
+    """The ``EventMetadata`` of a stored metadata text (``RawEvent.metadata``), times in UTC."""
     doc: Mapping[str, Any] = orjson.loads(raw)
     get = doc.get
     # Positional: this runs once per event read, and keyword binding is a measurable part of it.
