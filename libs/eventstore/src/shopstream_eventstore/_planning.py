@@ -71,8 +71,6 @@ class GroupPlan:
 
     def add(self, unit: PendingUnit) -> bool:
         """Decide ``unit``: planned, or failed with ``unit.error``. False when it is deferred."""
-        if len(unit.requests) == 1 and len(unit.requests[0].events) == 1:
-            return self._add_one(unit, unit.requests[0])
         ids = [event.event_id for request in unit.requests for event in request.events]
         if not self._planned_ids.isdisjoint(ids):
             return False
@@ -92,35 +90,6 @@ class GroupPlan:
             return True
         self._planned_ids.update(ids)
         self._outcomes.append((unit, results))
-        return True
-
-    def _add_one(self, unit: PendingUnit, request: AppendRequest) -> bool:
-        """``add`` of a unit of one event (every inbox append), with the same rules in fewer
-        steps: it changes nothing until it cannot fail, so there is nothing to undo."""
-        event = request.events[0]
-        event_id = event.event_id
-        if event_id in self._planned_ids:
-            return False
-        stream_id = request.stream_id
-        stored = self._stored.get(event_id)
-        try:
-            if stored is not None:
-                found = [(event_id, stored.stream_id, stored.stream_version, stored.position)]
-                result: AppendResult | _Appended | None = retry_result(stream_id, [event_id], found)
-            else:
-                result = None
-            if result is None:
-                current = self.versions.get(stream_id)
-                check_expected(stream_id, request.expected_version, current)
-                version = 0 if current is None else current + 1
-                self.rows.append(PlannedRow(event, stream_id, version))
-                self.versions[stream_id] = self.written_streams[stream_id] = version
-                result = _Appended(stream_id, version, len(self.rows) - 1)
-        except EventStoreError as exc:
-            unit.error = exc
-            return True
-        self._planned_ids.add(event_id)
-        self._outcomes.append((unit, [result]))
         return True
 
     def _add_request(self, request: AppendRequest) -> AppendResult | _Appended:
